@@ -1,0 +1,2798 @@
+#!/usr/bin/env python3
+"""jmapd: a single-file, zero-dependency JMAP server for development and testing.
+
+It speaks RFC 8620 (JMAP core) and RFC 8621 (JMAP Mail) exactly, keeps everything in
+sqlite, and starts in milliseconds, so client developers can test against a real server.
+
+Run it:    python jmapd.py --seed demo          (alice/alice and bob/bob)
+Embed it:  with jmapd.serve(seed="demo") as server: ...server.session_url...
+Core only: core = jmapd.JmapCore(); core.handle_request("alice", {...})
+
+Map (the banners below carry the same numbers; `grep -n '^# [0-9]' jmapd.py`):
+    0. Head
+    1. Constants, capabilities, registries
+    2. Errors
+    3. Primitive types
+    4. Storage
+    5. Core: session and requests
+    6. Standard methods engine
+    7. Binary data
+    9. Mail data types
+   14. Network I/O
+   16. Seeds
+   17. Command line
+
+Rules this file keeps:
+    1. Sans-IO core: only section 14 opens sockets or starts threads. The core reads time
+       and ids from an injected clock and id source.
+    2. One writer of SQL: section 4 (the Store) and a data type's own storage hooks.
+    3. Errors are raised, never returned: RequestError, MethodError, SetError carry the
+       spec's type string; one boundary per level turns them into wire objects.
+    4. One engine: a loop written for a second data type moves into section 6.
+    5. Top-down: a section uses only names defined above it; the registries of section 1
+       are the only way to reach forward.
+    Extensions (later) get numbered sub-sections of one "Extensions" section, 12.
+
+How to add a data type:
+    1. Subclass DataType in its section; declare `name`, `capability`, `id_prefix`,
+       `properties` (Prop per RFC property), `filters`, `sorts`.
+    2. Decorate it with @datatype: its standard methods register themselves.
+    3. Override only the hooks its RFC adds: validate, before_destroy, compute, arrange.
+    4. Extra methods: @method("Foo/bar", capability=URN_...) def foo_bar(call, args).
+    5. Tests: tests/<rfc>/test_<type>.py, each test naming the section it checks.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "JmapCore", "JmapServer", "serve", "main",
+    "DataType", "Prop", "datatype", "method",
+    "RequestError", "MethodError", "SetError",
+    "FixedClock", "SystemClock", "SequentialIds", "RandomIds", "User",
+]
+
+import argparse
+import base64
+import contextlib
+import dataclasses
+import datetime
+import email.utils
+import functools
+import hashlib
+import http.server
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+import sqlite3
+import sys
+import threading
+import time
+import traceback
+import unicodedata
+import urllib.parse
+from typing import Any, Callable, Iterable, Iterator
+
+log = logging.getLogger("jmapd")
+
+
+# =============================================================================
+# 1. Constants, capabilities, registries
+# =============================================================================
+# Capability URNs and the core limits (RFC 8620 §2), the HTTP paths, and the
+# registries that later sections fill with decorators. The registries are the
+# only module-level mutable state; each JmapCore reads them when it is built.
+
+URN_CORE = "urn:ietf:params:jmap:core"  # RFC 8620 §2
+URN_MAIL = "urn:ietf:params:jmap:mail"  # RFC 8621 §1.3.1
+URN_ERROR = "urn:ietf:params:jmap:error:"  # RFC 8620 §3.6.1
+
+# RFC 8620 §2, the core capability: our defaults; each is configurable (--limit).
+DEFAULT_LIMITS = {
+    "maxSizeUpload": 50_000_000,
+    "maxConcurrentUpload": 4,
+    "maxSizeRequest": 10_000_000,
+    "maxConcurrentRequests": 8,
+    "maxCallsInRequest": 32,
+    "maxObjectsInGet": 500,
+    "maxObjectsInSet": 500,
+}
+# Server-side limits that are ours, not RFC 8620's; settable with --limit too.
+SERVER_LIMITS = {
+    "maxQueryLimit": 5000,   # RFC 8620 §5.5: the cap we apply to /query's limit
+    "maxChanges": 5000,      # RFC 8620 §5.2: /changes size when the client gives none
+}
+# RFC 4790 collations we implement (RFC 8620 §5.5 "collation").
+COLLATIONS = ("i;ascii-casemap", "i;ascii-numeric", "i;unicode-casemap")
+DEFAULT_COLLATION = "i;unicode-casemap"
+
+MAIL_ACCOUNT_LIMITS = {  # RFC 8621 §1.3.1
+    "maxMailboxesPerEmail": None,
+    "maxMailboxDepth": 10,
+    "maxSizeMailboxName": 255,
+    "maxSizeAttachmentsPerEmail": 50_000_000,
+    "emailQuerySortOptions": ["receivedAt", "sentAt", "size", "from", "to", "subject"],
+    "mayCreateTopLevelMailbox": True,
+}
+
+UPLOAD_TTL_SECONDS = 24 * 3600      # RFC 8620 §6.1: an unreferenced upload expires after this
+TOMBSTONE_TTL_SECONDS = 30 * 86400  # RFC 8620 §5.2: /changes reaches back this far, no further
+
+WELL_KNOWN_PATH = "/.well-known/jmap"  # RFC 8620 §2.2
+SESSION_PATH = "/jmap/session"
+API_PATH = "/jmap/api"
+UPLOAD_PREFIX = "/jmap/upload/"
+DOWNLOAD_PREFIX = "/jmap/download/"
+EVENTSOURCE_PATH = "/jmap/eventsource"
+
+# RFC 8620 §1.2: the Id character set.
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,255}")
+
+CAPABILITIES: dict[str, "Capability"] = {}   # URN -> session/account values
+METHODS: dict[str, "MethodSpec"] = {}        # wire name -> handler
+DATATYPES: dict[str, "DataType"] = {}        # type name -> declaration
+SEEDS: dict[str, Callable] = {}              # seed name -> builder(core, source)
+FILE_SEED = "<file>"                         # the SEEDS key that loads a JSON seed file
+ACCOUNT_SETUP: list[Callable] = []           # fn(core, user): fills a new personal account
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Capability:
+    """A capability URN with its session value and per-account value."""
+    urn: str
+    session_value: Callable[["JmapCore"], dict]
+    account_value: Callable[["JmapCore", "Account"], dict] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MethodSpec:
+    """A JMAP method: its wire name, handler and the capability that enables it."""
+    name: str
+    handler: Callable
+    capability: str
+
+
+def capability(urn: str, session_value: Callable, account_value: Callable | None = None) -> None:
+    """Register a capability URN (RFC 8620 §2 `capabilities`)."""
+    CAPABILITIES[urn] = Capability(urn, session_value, account_value)
+
+
+def method(name: str, capability: str) -> Callable:
+    """Decorator: register `fn(call, args) -> dict` as the JMAP method `name`."""
+    def register(handler: Callable) -> Callable:
+        METHODS[name] = MethodSpec(name, handler, capability)
+        return handler
+    return register
+
+
+def seed(name: str) -> Callable:
+    """Decorator: register a seed builder `fn(core, source)` under `name`."""
+    def register(builder: Callable) -> Callable:
+        SEEDS[name] = builder
+        return builder
+    return register
+
+
+# =============================================================================
+# 2. Errors
+# =============================================================================
+# RFC 8620 §3.6. One class per level, each carrying the spec's type string, which
+# must be in that level's table. The request loop (5) turns MethodError into an
+# "error" response, the /set engine (6) turns SetError into notCreated/...; the
+# transports turn RequestError into problem details (RFC 7807).
+
+REQUEST_ERRORS = {  # RFC 8620 §3.6.1
+    "unknownCapability": "RFC 8620 §3.6.1",
+    "notJSON": "RFC 8620 §3.6.1",
+    "notRequest": "RFC 8620 §3.6.1",
+    "limit": "RFC 8620 §3.6.1",
+}
+METHOD_ERRORS = {
+    "serverUnavailable": "RFC 8620 §3.6.2",
+    "serverFail": "RFC 8620 §3.6.2",
+    "serverPartialFail": "RFC 8620 §3.6.2",
+    "unknownMethod": "RFC 8620 §3.6.2",
+    "invalidArguments": "RFC 8620 §3.6.2",
+    "invalidResultReference": "RFC 8620 §3.6.2",
+    "forbidden": "RFC 8620 §3.6.2",
+    "accountNotFound": "RFC 8620 §3.6.2",
+    "accountNotSupportedByMethod": "RFC 8620 §3.6.2",
+    "accountReadOnly": "RFC 8620 §3.6.2",
+    "requestTooLarge": "RFC 8620 §5.1, §5.3",
+    "cannotCalculateChanges": "RFC 8620 §5.2, §5.6",
+    "stateMismatch": "RFC 8620 §5.3",
+    "fromAccountNotFound": "RFC 8620 §5.4",
+    "fromAccountNotSupportedByMethod": "RFC 8620 §5.4",
+    "anchorNotFound": "RFC 8620 §5.5",
+    "unsupportedSort": "RFC 8620 §5.5",
+    "unsupportedFilter": "RFC 8620 §5.5",
+    "tooManyChanges": "RFC 8620 §5.6",
+}
+SET_ERRORS = {
+    "forbidden": "RFC 8620 §5.3",
+    "overQuota": "RFC 8620 §5.3",
+    "tooLarge": "RFC 8620 §5.3",
+    "rateLimit": "RFC 8620 §5.3",
+    "notFound": "RFC 8620 §5.3",
+    "invalidPatch": "RFC 8620 §5.3",
+    "willDestroy": "RFC 8620 §5.3",
+    "invalidProperties": "RFC 8620 §5.3",
+    "singleton": "RFC 8620 §5.3",
+    "alreadyExists": "RFC 8620 §5.4",
+    "mailboxHasChild": "RFC 8621 §2.5",
+    "mailboxHasEmail": "RFC 8621 §2.5",
+}
+
+HTTP_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+               405: "Method Not Allowed", 411: "Length Required", 413: "Content Too Large",
+               415: "Unsupported Media Type", 429: "Too Many Requests",
+               500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
+
+
+class RequestError(Exception):
+    """A request-level error (RFC 8620 §3.6.1), sent as RFC 7807 problem details.
+
+    `type` is one of REQUEST_ERRORS, or None for a plain HTTP error ("about:blank").
+    Extra keyword arguments become members of the problem object (e.g. limit=...).
+    """
+
+    def __init__(self, type: str | None, detail: str = "", *, status: int = 400,
+                 **members: Any) -> None:
+        if type is not None and type not in REQUEST_ERRORS:
+            raise ValueError(f"unknown request error type {type!r}")
+        super().__init__(detail or type or HTTP_TITLES.get(status, ""))
+        self.type, self.detail, self.status, self.members = type, detail, status, members
+
+    @classmethod
+    def http(cls, status: int, detail: str = "") -> "RequestError":
+        """A transport error with no JMAP type, e.g. 404 for an unknown path."""
+        return cls(None, detail, status=status)
+
+    def problem(self) -> dict:
+        """The RFC 7807 problem details object."""
+        body = {"type": URN_ERROR + self.type if self.type else "about:blank",
+                "status": self.status, "title": HTTP_TITLES.get(self.status, "Error")}
+        if self.detail:
+            body["detail"] = self.detail
+        body.update(self.members)
+        return body
+
+
+class MethodError(Exception):
+    """A method-level error (RFC 8620 §3.6.2): the call answers ["error", {...}, id]."""
+
+    def __init__(self, type: str, description: str | None = None, **members: Any) -> None:
+        if type not in METHOD_ERRORS:
+            raise ValueError(f"unknown method error type {type!r}")
+        super().__init__(description or type)
+        self.type, self.description, self.members = type, description, members
+
+    def to_json(self) -> dict:
+        body = {"type": self.type}
+        if self.description:
+            body["description"] = self.description
+        body.update(self.members)
+        return body
+
+
+class SetError(Exception):
+    """A per-object error inside /set or /copy (RFC 8620 §5.3 SetError)."""
+
+    def __init__(self, type: str, description: str | None = None, **members: Any) -> None:
+        if type not in SET_ERRORS:
+            raise ValueError(f"unknown SetError type {type!r}")
+        super().__init__(description or type)
+        self.type, self.description, self.members = type, description, members
+
+    @classmethod
+    def invalid_properties(cls, properties: Iterable[str], description: str) -> "SetError":
+        """invalidProperties listing *all* offending properties (RFC 8620 §5.3)."""
+        return cls("invalidProperties", description, properties=sorted(set(properties)))
+
+    def to_json(self) -> dict:
+        body = {"type": self.type, "description": self.description}
+        body.update(self.members)
+        return body
+
+
+def invalid_arguments(description: str) -> MethodError:
+    """Shorthand for the commonest method error."""
+    return MethodError("invalidArguments", description)
+
+
+# =============================================================================
+# 3. Primitive types
+# =============================================================================
+# RFC 8620 §1.2-1.4 scalar types as validators, composite types built from them,
+# JSON Pointer with JMAP's "*" (§3.7), PatchObject (§5.3), and the injectable
+# clock and id sources. A JmapType answers one question, `accepts(value)`;
+# booleans are never numbers (JSON has no such coercion, neither do we).
+
+MAX_SAFE_INT = 2**53 - 1  # RFC 8620 §1.3
+MISSING = object()        # "argument or property not given" (distinct from null)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JmapType:
+    """A named JSON value type, e.g. UnsignedInt or Id[]."""
+    name: str
+    test: Callable[[Any], bool]
+
+    def accepts(self, value: Any) -> bool:
+        return self.test(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_UTC_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d*[1-9])?Z")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d*[1-9])?(?:Z|[+-]\d{2}:\d{2})")
+
+
+def _is_date(value: Any, pattern: re.Pattern) -> bool:
+    """RFC 8620 §1.4: RFC 3339 date-time, upper-case T/Z, no zero time-secfrac."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        return False
+    try:
+        datetime.datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return False
+    return True
+
+
+String = JmapType("String", lambda v: isinstance(v, str))
+Boolean = JmapType("Boolean", lambda v: isinstance(v, bool))
+Int = JmapType("Int", lambda v: _is_int(v) and -MAX_SAFE_INT <= v <= MAX_SAFE_INT)
+UnsignedInt = JmapType("UnsignedInt", lambda v: _is_int(v) and 0 <= v <= MAX_SAFE_INT)
+Id = JmapType("Id", lambda v: isinstance(v, str) and ID_PATTERN.fullmatch(v) is not None)
+UTCDate = JmapType("UTCDate", lambda v: _is_date(v, _UTC_DATE))
+Date = JmapType("Date", lambda v: _is_date(v, _DATE))
+JsonObject = JmapType("Object", lambda v: isinstance(v, dict))
+AnyJson = JmapType("*", lambda v: True)
+
+
+def list_of(item: JmapType) -> JmapType:
+    """The type `item[]`."""
+    return JmapType(f"{item.name}[]", lambda v: isinstance(v, list) and all(map(item.accepts, v)))
+
+
+def map_of(value: JmapType, key: JmapType = String) -> JmapType:
+    """The type `key[value]`, a JSON object with typed keys and values."""
+    return JmapType(f"{key.name}[{value.name}]", lambda v: isinstance(v, dict) and all(
+        key.accepts(k) and value.accepts(x) for k, x in v.items()))
+
+
+def one_of(*choices: str) -> JmapType:
+    """A String restricted to an enumeration."""
+    return JmapType("String (" + "|".join(choices) + ")", lambda v: v in choices)
+
+
+def record_of(fields: dict[str, JmapType]) -> JmapType:
+    """An object with exactly these typed fields."""
+    def test(value: Any) -> bool:
+        return (isinstance(value, dict) and value.keys() == fields.keys()
+                and all(t.accepts(value[k]) for k, t in fields.items()))
+    return JmapType("{" + ",".join(fields) + "}", test)
+
+
+def describe_type(type_: JmapType, nullable: bool = False) -> str:
+    return type_.name + ("|null" if nullable else "")
+
+
+# --- 3.1 JSON Pointer (RFC 6901, RFC 8620 §3.7) -----------------------------
+
+def split_pointer(pointer: str) -> list[str]:
+    """Split a JSON Pointer into unescaped reference tokens.
+
+    >>> split_pointer("/a~1b/t~0k/0")
+    ['a/b', 't~k', '0']
+    """
+    if pointer == "":
+        return []
+    if not pointer.startswith("/"):
+        raise ValueError("a JSON Pointer starts with '/'")
+    return [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
+
+
+def evaluate_pointer(document: Any, tokens: list[str]) -> Any:
+    """Evaluate tokens against document, with JMAP's '*' over arrays (RFC 8620 §3.7).
+
+    >>> evaluate_pointer({"list": [{"x": [1, 2]}, {"x": [3]}]}, ["list", "*", "x"])
+    [1, 2, 3]
+    """
+    value = document
+    for index, token in enumerate(tokens):
+        if isinstance(value, list):
+            if token == "*":
+                rest = tokens[index + 1:]
+                results = []
+                for item in value:
+                    found = evaluate_pointer(item, rest)
+                    results.extend(found if isinstance(found, list) else [found])
+                return results
+            if not re.fullmatch(r"0|[1-9][0-9]*", token) or int(token) >= len(value):
+                raise KeyError(token)
+            value = value[int(token)]
+        elif isinstance(value, dict):
+            if token not in value:
+                raise KeyError(token)
+            value = value[token]
+        else:
+            raise KeyError(token)
+    return value
+
+
+# --- 3.2 PatchObject (RFC 8620 §5.3) ------------------------------------------
+
+def apply_patch(record: dict, patch: dict, defaults: dict) -> dict:
+    """Return a patched deep copy of record, or raise SetError("invalidPatch").
+
+    A null value resets a top-level property to its default (`defaults`) or removes
+    a nested key. Paths may not point inside arrays, their parents must exist, and no
+    path may be a prefix of another.
+
+    >>> apply_patch({"a": {"b": 1}, "c": 2}, {"a/b": 5, "c": None}, {})
+    {'a': {'b': 5}}
+    """
+    paths = []
+    for key in patch:
+        if not isinstance(key, str) or key == "" or key.startswith("/"):
+            raise SetError("invalidPatch", f"{key!r} is not a patch path")
+        paths.append(split_pointer("/" + key))
+    _reject_prefix_paths(paths)
+    result = json.loads(json.dumps(record))
+    for tokens, value in zip(paths, patch.values()):
+        _set_path(result, tokens, value, defaults)
+    return result
+
+
+def _reject_prefix_paths(paths: list[list[str]]) -> None:
+    ordered = sorted(paths)
+    for shorter, longer in zip(ordered, ordered[1:]):
+        if longer[:len(shorter)] == shorter:  # RFC 8620 §5.3: no path prefixes another
+            raise SetError("invalidPatch", "patch path /" + "/".join(shorter)
+                           + " is a prefix of /" + "/".join(longer))
+
+
+def _set_path(target: dict, tokens: list[str], value: Any, defaults: dict) -> None:
+    parent = target
+    for depth, token in enumerate(tokens[:-1]):
+        parent = parent.get(token, MISSING) if isinstance(parent, dict) else MISSING
+        if parent is MISSING or not isinstance(parent, dict):
+            # RFC 8620 §5.3: parents must exist, and no pointing inside an array
+            raise SetError("invalidPatch", "patch path " + "/".join(tokens)
+                           + ": " + "/".join(tokens[:depth + 1]) + " is not an object")
+    last = tokens[-1]
+    if value is not None:
+        parent[last] = value
+    elif len(tokens) == 1 and last in defaults:
+        parent[last] = json.loads(json.dumps(defaults[last]))
+    else:
+        parent.pop(last, None)
+
+
+# --- 3.3 Clocks and id sources ----------------------------------------------
+
+def format_utc(moment: datetime.datetime) -> str:
+    """A UTCDate string, RFC 8620 §1.4 (no fractional seconds)."""
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SystemClock:
+    """The real time, in UTC."""
+
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.now(datetime.timezone.utc)
+
+
+class FixedClock:
+    """A clock that stands still until advanced: reproducible tests and seeds."""
+
+    def __init__(self, start: str | datetime.datetime = "2026-01-01T09:00:00Z") -> None:
+        if isinstance(start, str):
+            start = datetime.datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=datetime.timezone.utc)
+        self.moment = start
+
+    def now(self) -> datetime.datetime:
+        return self.moment
+
+    def advance(self, seconds: float) -> None:
+        self.moment += datetime.timedelta(seconds=seconds)
+
+
+class RandomIds:
+    """Unpredictable ids, as real servers give: clients must not guess them."""
+
+    counter = None  # nothing to persist
+
+    def new_id(self, prefix: str) -> str:
+        return prefix + secrets.token_hex(6)
+
+
+class SequentialIds:
+    """Ids M1, M2, ...: reproducible output. The counter persists in the store."""
+
+    def __init__(self, start: int = 1) -> None:
+        self.counter = start
+
+    def new_id(self, prefix: str) -> str:
+        number, self.counter = self.counter, self.counter + 1
+        return f"{prefix}{number}"
+
+
+# =============================================================================
+# 4. Storage
+# =============================================================================
+# One sqlite database per server (":memory:" or a file in WAL mode), one connection
+# guarded by one lock: every method call is one BEGIN IMMEDIATE ... COMMIT. Each
+# account has one modification sequence; every object write takes the next modseq
+# and stamps the row, and a destroy leaves a tombstone, so /changes and
+# /queryChanges are exact SQL over those columns (RFC 8620 §5.2, §5.6). Blobs are
+# stored once by sha-256 and reachable from an account only through a blob_ref.
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE user (
+    name TEXT PRIMARY KEY, password TEXT NOT NULL, token TEXT UNIQUE,
+    email TEXT NOT NULL, account_id TEXT NOT NULL);
+CREATE TABLE account (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL,
+    is_read_only INTEGER NOT NULL DEFAULT 0,
+    modseq INTEGER NOT NULL DEFAULT 0,
+    tombstone_floor INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE type_state (
+    account_id TEXT NOT NULL, type TEXT NOT NULL, modseq INTEGER NOT NULL,
+    PRIMARY KEY (account_id, type)) WITHOUT ROWID;
+CREATE TABLE object (
+    account_id TEXT NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_modseq INTEGER NOT NULL,
+    updated_modseq INTEGER NOT NULL,
+    content_modseq INTEGER NOT NULL,
+    destroyed INTEGER NOT NULL DEFAULT 0,
+    changed_at REAL NOT NULL,
+    PRIMARY KEY (account_id, type, id)) WITHOUT ROWID;
+CREATE INDEX object_by_modseq ON object (account_id, type, updated_modseq);
+CREATE TABLE blob (id TEXT PRIMARY KEY, data BLOB NOT NULL, size INTEGER NOT NULL);
+CREATE TABLE blob_ref (
+    account_id TEXT NOT NULL, blob_id TEXT NOT NULL, holder TEXT NOT NULL,
+    type TEXT NOT NULL, expires REAL,
+    PRIMARY KEY (account_id, blob_id, holder)) WITHOUT ROWID;
+CREATE INDEX blob_ref_by_blob ON blob_ref (blob_id);
+"""
+SCHEMA_VERSION = 1
+MIGRATIONS: list[str] = []  # MIGRATIONS[n - 1] upgrades user_version n to n + 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class User:
+    """A login: Basic password and Bearer token, and the account it owns."""
+    name: str
+    password: str
+    token: str | None
+    email: str
+    account_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Account:
+    """A JMAP account (RFC 8620 §1.6.2)."""
+    id: str
+    name: str
+    owner: str
+    is_read_only: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    """One row of /changes: an object touched after some modseq."""
+    id: str
+    created_modseq: int
+    updated_modseq: int
+    content_modseq: int
+    destroyed: bool
+
+
+# --- 4.1 Collations (RFC 4790, RFC 5051) --------------------------------------
+
+def _unicode_casemap_key(text: str) -> str:
+    """i;unicode-casemap (RFC 5051): case-folded, compatibility-decomposed."""
+    return unicodedata.normalize("NFKD", text.casefold())
+
+
+def _ascii_numeric_key(text: str) -> tuple:
+    """i;ascii-numeric (RFC 4790 §9.1): leading digits as a number, else +infinity."""
+    digits = re.match(r"[0-9]+", text)
+    return (0, int(digits.group())) if digits else (1, 0)
+
+
+COLLATION_KEYS = {  # JMAP collation name -> (sqlite collation name, sort key)
+    "i;ascii-casemap": ("jmap_ascii_casemap", lambda s: s.encode().lower()),
+    "i;ascii-numeric": ("jmap_ascii_numeric", _ascii_numeric_key),
+    "i;unicode-casemap": ("jmap_unicode_casemap", _unicode_casemap_key),
+}
+
+
+def _collation(key: Callable) -> Callable[[str, str], int]:
+    def compare(left: str, right: str) -> int:
+        a, b = key(left), key(right)
+        return (a > b) - (a < b)
+    return compare
+
+
+def _contains_casefold(haystack: Any, needle: Any) -> int:
+    if not isinstance(haystack, str) or not isinstance(needle, str):
+        return 0
+    return int(_unicode_casemap_key(needle) in _unicode_casemap_key(haystack))
+
+
+# --- 4.2 Filters and sorts as SQL ---------------------------------------------
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Filter:
+    """How one FilterCondition property becomes SQL over an object's stored JSON.
+
+    kind: "equals" (exact match, null allowed when nullable), "contains"
+    (case-insensitive substring), "present" (true: the property is not null).
+    """
+    kind: str
+    path: str
+    type: JmapType = String
+    nullable: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sort:
+    """A sortable property: the stored JSON path, and whether collations apply."""
+    path: str
+    is_text: bool = False
+
+
+def json_path_sql(path: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_]+", path):
+        raise ValueError(f"bad stored property path {path!r}")
+    return f"json_extract(data, '$.{path}')"
+
+
+def compile_condition(filters: dict[str, Filter], condition: dict) -> tuple[str, list]:
+    """A FilterCondition (RFC 8620 §5.5) as an SQL conjunction and its parameters."""
+    clauses, params = [], []
+    for name, value in condition.items():
+        spec = filters.get(name)
+        if spec is None:
+            raise MethodError("unsupportedFilter", f"filter: unknown condition {name!r}")
+        if not (spec.type.accepts(value) or (value is None and spec.nullable)):
+            raise invalid_arguments(f"filter: {name} must be {describe_type(spec.type, spec.nullable)}")
+        column = json_path_sql(spec.path)
+        if spec.kind == "present":
+            clauses.append(f"{column} IS {'NOT ' if value else ''}NULL")
+        elif spec.kind == "contains":
+            clauses.append(f"jmap_contains({column}, ?)")
+            params.append(value)
+        elif value is None:
+            clauses.append(f"{column} IS NULL")
+        else:
+            clauses.append(f"{column} = ?")
+            params.append(int(value) if isinstance(value, bool) else value)
+    return " AND ".join(clauses) or "1", params
+
+
+FILTER_OPERATORS = {"AND": " AND ", "OR": " OR ", "NOT": None}  # RFC 8620 §5.5
+MAX_FILTER_DEPTH = 32
+
+
+def compile_filter(filters: dict[str, Filter], tree: Any, depth: int = 0) -> tuple[str, list]:
+    """A FilterOperator/FilterCondition tree as one SQL boolean expression."""
+    if depth > MAX_FILTER_DEPTH:
+        raise invalid_arguments(f"filter: nested deeper than {MAX_FILTER_DEPTH}")
+    if not isinstance(tree, dict):
+        raise invalid_arguments("filter: must be a FilterOperator or FilterCondition object")
+    if "operator" not in tree:
+        return compile_condition(filters, tree)
+    operator, conditions = tree.get("operator"), tree.get("conditions")
+    if operator not in FILTER_OPERATORS or set(tree) != {"operator", "conditions"}:
+        raise invalid_arguments("filter: a FilterOperator has exactly 'operator' "
+                                "(AND, OR or NOT) and 'conditions'")
+    if not isinstance(conditions, list) or not conditions:
+        raise invalid_arguments("filter: 'conditions' must be a non-empty array")
+    parts, params = [], []
+    for sub in conditions:
+        sql, sub_params = compile_filter(filters, sub, depth + 1)
+        parts.append(f"({sql})")
+        params.extend(sub_params)
+    if operator == "NOT":  # RFC 8620 §5.5: NOT means none of the conditions match
+        return "NOT (" + " OR ".join(parts) + ")", params
+    return FILTER_OPERATORS[operator].join(parts), params
+
+
+def compile_sort(sorts: dict[str, Sort], comparators: list) -> str:
+    """A Comparator list (RFC 8620 §5.5) as ORDER BY, ids breaking ties."""
+    terms = []
+    for comparator in comparators:
+        if not isinstance(comparator, dict) or not String.accepts(comparator.get("property")):
+            raise invalid_arguments("sort: each Comparator is an object with a 'property' String")
+        unknown = set(comparator) - {"property", "isAscending", "collation"}
+        if unknown:
+            raise invalid_arguments(f"sort: unknown Comparator member {sorted(unknown)[0]!r}")
+        ascending = comparator.get("isAscending", True)
+        collation = comparator.get("collation", DEFAULT_COLLATION)
+        if not isinstance(ascending, bool) or not isinstance(collation, str):
+            raise invalid_arguments("sort: isAscending is a Boolean, collation a String")
+        spec = sorts.get(comparator["property"])
+        if spec is None:
+            raise MethodError("unsupportedSort", f"sort: cannot sort on {comparator['property']!r}")
+        if collation not in COLLATION_KEYS:
+            raise MethodError("unsupportedSort", f"sort: unknown collation {collation!r}")
+        collate = f" COLLATE {COLLATION_KEYS[collation][0]}" if spec.is_text else ""
+        terms.append(f"{json_path_sql(spec.path)}{collate} {'ASC' if ascending else 'DESC'}")
+    return ", ".join(terms + ["id ASC"])
+
+
+# --- 4.3 The Store ----------------------------------------------------------
+
+class Store:
+    """All SQL lives here. Thread-safe: one connection, one lock, one transaction at a time."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.lock = threading.RLock()
+        self._depth = 0
+        self._touched: dict[str, dict[str, int]] = {}
+        self.on_commit: Callable[[dict], None] = lambda touched: None
+        self._configure()
+        self._migrate()
+
+    def _configure(self) -> None:
+        if self.path != ":memory:":
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        for sqlite_name, key in COLLATION_KEYS.values():
+            self.db.create_collation(sqlite_name, _collation(key))
+        self.db.create_function("jmap_contains", 2, _contains_casefold, deterministic=True)
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            self.db.executescript(SCHEMA)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            return
+        for step in MIGRATIONS[version - 1:]:
+            self.db.executescript(step)
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT around the block; nested blocks join the outer one."""
+        with self.lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self.db.execute("BEGIN IMMEDIATE")
+            self._depth, self._touched = 1, {}
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            else:
+                self.db.execute("COMMIT")
+                if self._touched:
+                    self.on_commit(self._touched)
+            finally:
+                self._depth = 0
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested unit inside the open transaction: rolled back alone if it fails."""
+        with self.lock:
+            touched = {k: dict(v) for k, v in self._touched.items()}
+            self.db.execute("SAVEPOINT item")
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK TO item")
+                self.db.execute("RELEASE item")
+                self._touched = touched
+                raise
+            self.db.execute("RELEASE item")
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    def backup_to(self, target: "Store") -> None:
+        """Copy this whole database into target (sqlite's online backup)."""
+        with self.lock, target.lock:
+            self.db.backup(target.db)
+
+    # -- meta, users, accounts --
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                        "DO UPDATE SET value = excluded.value", (key, value))
+
+    def add_user(self, user: User, account_name: str) -> None:
+        self.db.execute("INSERT INTO account (id, name, owner) VALUES (?, ?, ?)",
+                        (user.account_id, account_name, user.name))
+        self.db.execute("INSERT INTO user (name, password, token, email, account_id) "
+                        "VALUES (?, ?, ?, ?, ?)", dataclasses.astuple(user))
+
+    def users(self) -> list[User]:
+        rows = self.db.execute("SELECT name, password, token, email, account_id FROM user "
+                               "ORDER BY rowid").fetchall()
+        return [User(*row) for row in rows]
+
+    def user(self, name: str) -> User | None:
+        row = self.db.execute("SELECT name, password, token, email, account_id FROM user "
+                              "WHERE name = ?", (name,)).fetchone()
+        return User(*row) if row else None
+
+    def user_by_token(self, token: str) -> User | None:
+        row = self.db.execute("SELECT name, password, token, email, account_id FROM user "
+                              "WHERE token = ?", (token,)).fetchone()
+        return User(*row) if row else None
+
+    def account(self, account_id: str) -> Account | None:
+        row = self.db.execute("SELECT id, name, owner, is_read_only FROM account WHERE id = ?",
+                              (account_id,)).fetchone()
+        return Account(row[0], row[1], row[2], bool(row[3])) if row else None
+
+    def accounts_of(self, user_name: str) -> list[Account]:
+        """The accounts a user may use: for now, the ones it owns (sharing adds more)."""
+        rows = self.db.execute("SELECT id, name, owner, is_read_only FROM account "
+                               "WHERE owner = ? ORDER BY rowid", (user_name,)).fetchall()
+        return [Account(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    # -- modseq and state --
+
+    def next_modseq(self, account_id: str) -> int:
+        self.db.execute("UPDATE account SET modseq = modseq + 1 WHERE id = ?", (account_id,))
+        return self.db.execute("SELECT modseq FROM account WHERE id = ?",
+                               (account_id,)).fetchone()[0]
+
+    def type_state(self, account_id: str, type_name: str) -> int:
+        row = self.db.execute("SELECT modseq FROM type_state WHERE account_id = ? AND type = ?",
+                              (account_id, type_name)).fetchone()
+        return row[0] if row else 0
+
+    def tombstone_floor(self, account_id: str) -> int:
+        row = self.db.execute("SELECT tombstone_floor FROM account WHERE id = ?",
+                              (account_id,)).fetchone()
+        return row[0] if row else 0
+
+    def _touch(self, account_id: str, type_name: str, modseq: int) -> None:
+        self.db.execute("INSERT INTO type_state (account_id, type, modseq) VALUES (?, ?, ?) "
+                        "ON CONFLICT (account_id, type) DO UPDATE SET modseq = excluded.modseq",
+                        (account_id, type_name, modseq))
+        self._touched.setdefault(account_id, {})[type_name] = modseq
+
+    # -- objects --
+
+    def insert_object(self, account_id: str, type_name: str, object_id: str, data: dict,
+                      now: float) -> int:
+        modseq = self.next_modseq(account_id)
+        self.db.execute(
+            "INSERT INTO object (account_id, type, id, data, created_modseq, updated_modseq, "
+            "content_modseq, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (account_id, type_name, object_id, json.dumps(data), modseq, modseq, modseq, now))
+        self._touch(account_id, type_name, modseq)
+        return modseq
+
+    def update_object(self, account_id: str, type_name: str, object_id: str, data: dict,
+                      now: float, content_changed: bool = True) -> int:
+        """Store new data; content_changed=False marks a counts-only change (RFC 8621 §2.2)."""
+        modseq = self.next_modseq(account_id)
+        self.db.execute(
+            "UPDATE object SET data = ?, updated_modseq = ?, changed_at = ?, content_modseq = "
+            "CASE WHEN ? THEN ? ELSE content_modseq END "
+            "WHERE account_id = ? AND type = ? AND id = ? AND NOT destroyed",
+            (json.dumps(data), modseq, now, content_changed, modseq,
+             account_id, type_name, object_id))
+        self._touch(account_id, type_name, modseq)
+        return modseq
+
+    def destroy_object(self, account_id: str, type_name: str, object_id: str, now: float) -> int:
+        """Leave a tombstone: the row stays, with its data emptied, for /changes."""
+        modseq = self.next_modseq(account_id)
+        self.db.execute(
+            "UPDATE object SET data = '{}', destroyed = 1, updated_modseq = ?, "
+            "content_modseq = ?, changed_at = ? WHERE account_id = ? AND type = ? AND id = ?",
+            (modseq, modseq, now, account_id, type_name, object_id))
+        self._touch(account_id, type_name, modseq)
+        return modseq
+
+    def get_objects(self, account_id: str, type_name: str,
+                    ids: list[str] | None) -> dict[str, dict]:
+        """Live objects by id (all of them when ids is None), in stored order."""
+        sql = "SELECT id, data FROM object WHERE account_id = ? AND type = ? AND NOT destroyed"
+        if ids is None:
+            rows = self.db.execute(sql + " ORDER BY created_modseq", (account_id, type_name))
+            return {row[0]: json.loads(row[1]) for row in rows}
+        found = {}
+        for start in range(0, len(ids), 500):  # stay under sqlite's parameter limit
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"{sql} AND id IN ({marks})", (account_id, type_name, *chunk)):
+                found[row[0]] = json.loads(row[1])
+        return found
+
+    def count_objects(self, account_id: str, type_name: str, where: str = "1",
+                      params: Iterable = ()) -> int:
+        return self.db.execute(
+            f"SELECT count(*) FROM object WHERE account_id = ? AND type = ? AND NOT destroyed "
+            f"AND ({where})", (account_id, type_name, *params)).fetchone()[0]
+
+    def query_ids(self, account_id: str, type_name: str, where: str, params: list,
+                  order_by: str) -> list[str]:
+        rows = self.db.execute(
+            f"SELECT id FROM object WHERE account_id = ? AND type = ? AND NOT destroyed "
+            f"AND ({where}) ORDER BY {order_by}", (account_id, type_name, *params))
+        return [row[0] for row in rows]
+
+    def changes_since(self, account_id: str, type_name: str, since: int,
+                      limit: int | None = None) -> list[Change]:
+        """Objects touched after `since`, oldest change first; those created and
+        destroyed since are left out (RFC 8620 §5.2 SHOULD)."""
+        rows = self.db.execute(
+            "SELECT id, created_modseq, updated_modseq, content_modseq, destroyed FROM object "
+            "WHERE account_id = ? AND type = ? AND updated_modseq > ? "
+            "AND NOT (destroyed AND created_modseq > ?) ORDER BY updated_modseq LIMIT ?",
+            (account_id, type_name, since, since, -1 if limit is None else limit))
+        return [Change(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+
+    def purge_tombstones(self, cutoff: float) -> None:
+        """Forget tombstones older than cutoff; states before them can no longer be
+        calculated from (cannotCalculateChanges)."""
+        rows = self.db.execute("SELECT account_id, max(updated_modseq) FROM object "
+                               "WHERE destroyed AND changed_at < ? GROUP BY account_id", (cutoff,))
+        for account_id, floor in rows.fetchall():
+            self.db.execute("UPDATE account SET tombstone_floor = max(tombstone_floor, ?) "
+                            "WHERE id = ?", (floor, account_id))
+        self.db.execute("DELETE FROM object WHERE destroyed AND changed_at < ?", (cutoff,))
+
+    # -- blobs --
+
+    def put_blob(self, data: bytes) -> str:
+        """Store content once by sha-256; the blobId is derived from it."""
+        blob_id = "G" + hashlib.sha256(data).hexdigest()
+        self.db.execute("INSERT OR IGNORE INTO blob (id, data, size) VALUES (?, ?, ?)",
+                        (blob_id, data, len(data)))
+        return blob_id
+
+    def add_blob_ref(self, account_id: str, blob_id: str, holder: str, type_: str,
+                     expires: float | None) -> None:
+        self.db.execute(
+            "INSERT INTO blob_ref (account_id, blob_id, holder, type, expires) VALUES (?,?,?,?,?) "
+            "ON CONFLICT (account_id, blob_id, holder) DO UPDATE SET type = excluded.type, "
+            "expires = excluded.expires", (account_id, blob_id, holder, type_, expires))
+
+    def blob_type(self, account_id: str, blob_id: str, now: float) -> str | None:
+        """The type under which the account holds the blob, or None if it holds none."""
+        row = self.db.execute(
+            "SELECT type FROM blob_ref WHERE account_id = ? AND blob_id = ? "
+            "AND (expires IS NULL OR expires > ?) ORDER BY expires IS NOT NULL LIMIT 1",
+            (account_id, blob_id, now)).fetchone()
+        return row[0] if row else None
+
+    def blob_data(self, blob_id: str) -> bytes | None:
+        row = self.db.execute("SELECT data FROM blob WHERE id = ?", (blob_id,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def purge_blobs(self, now: float) -> None:
+        """Drop expired upload refs, then content that nothing refers to (RFC 8620 §6.1)."""
+        self.db.execute("DELETE FROM blob_ref WHERE expires IS NOT NULL AND expires <= ?", (now,))
+        self.db.execute("DELETE FROM blob WHERE id NOT IN (SELECT blob_id FROM blob_ref)")
+
+
+# =============================================================================
+# 5. Core: session and requests
+# =============================================================================
+# RFC 8620 §2-4. JmapCore is the sans-IO server: store, clock, ids, limits, change
+# feed. `handle_request(user, request)` checks the Request object, resolves result
+# references, dispatches each Invocation to its registered method inside one
+# transaction, and turns MethodError (and any crash: serverFail) into "error"
+# responses. A RequestError escapes to the transport, which frames it.
+
+class ChangeFeed:
+    """Committed state changes, {accountId: {type: state}}, numbered for push (RFC 8620 §7)."""
+
+    def __init__(self, keep: int = 1000) -> None:
+        self.condition = threading.Condition()
+        self.sequence = 0
+        self.entries: list[tuple[int, dict]] = []
+        self.keep = keep
+
+    def publish(self, changed: dict[str, dict[str, str]]) -> None:
+        with self.condition:
+            self.sequence += 1
+            self.entries = self.entries[-self.keep + 1:] + [(self.sequence, changed)]
+            self.condition.notify_all()
+
+    def wait(self, after: int, timeout: float) -> list[tuple[int, dict]]:
+        """Entries numbered after `after`, waiting up to timeout for the first."""
+        with self.condition:
+            self.condition.wait_for(lambda: self.sequence > after, timeout)
+            return [entry for entry in self.entries if entry[0] > after]
+
+
+class Args:
+    """A method's arguments, read one typed line each; unknown ones are refused."""
+
+    def __init__(self, raw: dict) -> None:
+        self.raw = raw
+        self.read: set[str] = set()
+
+    def get(self, name: str, type_: JmapType, default: Any = MISSING,
+            nullable: bool = False) -> Any:
+        """The argument `name`: absent gives default (null if nullable), else required."""
+        self.read.add(name)
+        value = self.raw.get(name, MISSING)
+        if value is MISSING or (value is None and nullable):
+            if default is not MISSING:
+                return default
+            if nullable:
+                return None
+            raise invalid_arguments(f"{name}: required argument missing")
+        if not type_.accepts(value):
+            raise invalid_arguments(f"{name}: must be {describe_type(type_, nullable)}, "
+                                    f"got {json.dumps(value)[:60]}")
+        return value
+
+    def finish(self) -> None:
+        """RFC 8620 §3.6.2 invalidArguments for any argument nobody read."""
+        unknown = sorted(set(self.raw) - self.read)
+        if unknown:
+            raise invalid_arguments(f"unknown argument {unknown[0]!r}")
+
+
+class MethodCall:
+    """The context of one method call: core, user, request-wide creation ids."""
+
+    def __init__(self, core: "JmapCore", user: User, name: str, using: set[str],
+                 created_ids: dict[str, str]) -> None:
+        self.core, self.user, self.name = core, user, name
+        self.using, self.created_ids = using, created_ids
+        self.then: tuple[str, dict] | None = None  # an implicit follow-up call (§5.4)
+
+    @property
+    def store(self) -> Store:
+        return self.core.store
+
+    def account(self, args: Args, name: str = "accountId", *, writable: bool = False,
+                capability: str | None = None) -> Account:
+        """Resolve an account argument, raising the RFC 8620 §3.6.2 account errors."""
+        account_id = args.get(name, Id)
+        account = self.core.visible_account(self.user, account_id)
+        prefix = "from" if name == "fromAccountId" else ""
+        if account is None:
+            raise MethodError(prefix + "AccountNotFound" if prefix else "accountNotFound",
+                              f"{name}: no account {account_id!r} for this user")
+        urn = capability or self.core.methods[self.name].capability
+        if urn not in self.core.account_capabilities(account):
+            raise MethodError(prefix + "AccountNotSupportedByMethod" if prefix
+                              else "accountNotSupportedByMethod",
+                              f"{name}: account {account_id!r} lacks {urn}")
+        if writable and account.is_read_only:
+            raise MethodError("accountReadOnly", f"account {account_id!r} is read-only")
+        return account
+
+    def require(self, right: str, account: Account, record: dict | None = None) -> None:
+        """The one rights seam: the owner may do anything (sharing, RFC 9670, replaces this)."""
+        if account.owner != self.user.name:
+            raise MethodError("forbidden", f"{right} is not permitted on this account")
+
+    def resolve_creation_id(self, value: str) -> str | None:
+        """'#k' -> the id created for creation id k in this request (RFC 8620 §5.3)."""
+        return self.created_ids.get(value[1:]) if value.startswith("#") else value
+
+
+def resolve_result_references(args: dict, responses: list) -> dict:
+    """Replace each '#name' ResultReference argument by its value (RFC 8620 §3.7)."""
+    resolved = {}
+    for key, reference in args.items():
+        if not key.startswith("#"):
+            continue
+        if key[1:] in args:
+            raise invalid_arguments(f"both {key[1:]!r} and {key!r} given")
+        resolved[key[1:]] = evaluate_reference(reference, responses)
+    if not resolved:
+        return args
+    return {k: v for k, v in args.items() if not k.startswith("#")} | resolved
+
+
+def evaluate_reference(reference: Any, responses: list) -> Any:
+    """RFC 8620 §3.7: the first response with that call id, whose name must match."""
+    if not (isinstance(reference, dict) and set(reference) == {"resultOf", "name", "path"}
+            and all(isinstance(v, str) for v in reference.values())):
+        raise MethodError("invalidResultReference",
+                          "a ResultReference has exactly resultOf, name and path Strings")
+    match = next((r for r in responses if r[2] == reference["resultOf"]), None)
+    if match is None:
+        raise MethodError("invalidResultReference",
+                          f"no earlier response to method call {reference['resultOf']!r}")
+    if match[0] != reference["name"]:
+        raise MethodError("invalidResultReference",
+                          f"call {reference['resultOf']!r} answered {match[0]!r}, not "
+                          f"{reference['name']!r}")
+    try:
+        return evaluate_pointer(match[1], split_pointer(reference["path"]))
+    except (KeyError, ValueError):
+        raise MethodError("invalidResultReference",
+                          f"path {reference['path']!r} does not resolve") from None
+
+
+def check_request(request: Any, limits: dict, known: Iterable[str]) -> None:
+    """RFC 8620 §3.3, §3.6.1: the shape of a Request, its capabilities and its size."""
+    if not isinstance(request, dict):
+        raise RequestError("notRequest", "the request is not a JSON object")
+    using, calls = request.get("using"), request.get("methodCalls")
+    if not list_of(String).accepts(using):
+        raise RequestError("notRequest", "'using' must be an array of Strings")
+    if not isinstance(calls, list):
+        raise RequestError("notRequest", "'methodCalls' must be an array of Invocations")
+    for index, invocation in enumerate(calls):
+        if not (isinstance(invocation, list) and len(invocation) == 3
+                and isinstance(invocation[0], str) and isinstance(invocation[1], dict)
+                and isinstance(invocation[2], str)):
+            raise RequestError("notRequest", f"methodCalls[{index}] is not an Invocation "
+                               "[name, arguments, methodCallId]")
+    created = request.get("createdIds")
+    if created is not None and not map_of(Id, Id).accepts(created):
+        raise RequestError("notRequest", "'createdIds' must map creation ids to Ids")
+    unknown = sorted(set(using) - set(known))
+    if unknown:
+        raise RequestError("unknownCapability", f"unknown capability {unknown[0]!r}")
+    if len(calls) > limits["maxCallsInRequest"]:
+        raise RequestError("limit", f"more than {limits['maxCallsInRequest']} method calls",
+                           limit="maxCallsInRequest")
+
+
+def account_id_for(name: str, taken: Callable[[str], bool]) -> str:
+    """The user's own account id: the name itself where that is a free Id."""
+    if ID_PATTERN.fullmatch(name) and not taken(name):
+        return name
+    return "a" + hashlib.sha256(name.encode()).hexdigest()[:12]
+
+
+class JmapCore:
+    """The sans-IO JMAP server: `handle_request(user, request) -> response`.
+
+    `db` is ":memory:" or a file path; `clock` and `ids` make output reproducible
+    (FixedClock, SequentialIds); `limits` overrides DEFAULT_LIMITS/SERVER_LIMITS.
+    """
+
+    def __init__(self, db: str = ":memory:", *, clock: Any = None, ids: Any = None,
+                 limits: dict[str, int] | None = None,
+                 datatypes: Iterable["DataType"] = ()) -> None:
+        unknown = set(limits or {}) - set(DEFAULT_LIMITS) - set(SERVER_LIMITS)
+        if unknown:
+            raise ValueError(f"unknown limit {sorted(unknown)[0]!r}")
+        self.limits = {**DEFAULT_LIMITS, **SERVER_LIMITS, **(limits or {})}
+        self.clock = clock or SystemClock()
+        self.ids = ids or RandomIds()
+        self.capabilities = dict(CAPABILITIES)
+        self.methods = dict(METHODS)
+        self.datatypes = dict(DATATYPES)
+        for extra in datatypes:
+            self.add_datatype(extra)
+        self.feed = ChangeFeed()
+        self.store = Store(db)
+        self.store.on_commit = self._publish
+        self.request_slots = threading.BoundedSemaphore(self.limits["maxConcurrentRequests"])
+        self.upload_slots = threading.BoundedSemaphore(self.limits["maxConcurrentUpload"])
+        self._restore_id_counter()
+        with self.store.transaction():
+            self.store.purge_tombstones(self.now() - TOMBSTONE_TTL_SECONDS)
+            self.store.purge_blobs(self.now())
+
+    def add_datatype(self, datatype_: "DataType") -> None:
+        """Serve one more data type on this core only (tests use this)."""
+        self.datatypes[datatype_.name] = datatype_
+        for name, spec in datatype_.method_specs().items():
+            self.methods[name] = spec
+        if datatype_.capability not in self.capabilities:
+            self.capabilities[datatype_.capability] = Capability(
+                datatype_.capability, lambda core: {}, lambda core, account: {})
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- time and ids --
+
+    def now(self) -> float:
+        return self.clock.now().timestamp()
+
+    def new_id(self, prefix: str) -> str:
+        object_id = self.ids.new_id(prefix)
+        if getattr(self.ids, "counter", None) is not None:
+            self.store.set_meta("id_counter", str(self.ids.counter))
+        return object_id
+
+    def _restore_id_counter(self) -> None:
+        saved = self.store.get_meta("id_counter")
+        if saved is not None and getattr(self.ids, "counter", None) is not None:
+            self.ids.counter = max(self.ids.counter, int(saved))
+
+    def _publish(self, touched: dict[str, dict[str, int]]) -> None:
+        self.feed.publish({account: {type_: str(modseq) for type_, modseq in types.items()}
+                           for account, types in touched.items()})
+
+    # -- users and accounts --
+
+    def add_user(self, name: str, password: str, token: str | None = None,
+                 email: str | None = None, *, setup: bool = True) -> User:
+        """Create a login and the personal account it owns; with setup, the account
+        gets what every new account has (the standard mailboxes, see ACCOUNT_SETUP)."""
+        if not name or ":" in name or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+            raise ValueError(f"bad user name {name!r}: non-empty, no ':' or control characters")
+        with self.store.transaction():
+            if self.store.user(name):
+                raise ValueError(f"user {name!r} exists")
+            account_id = account_id_for(name, lambda i: self.store.account(i) is not None)
+            email = email or (name if "@" in name else f"{name}@example.com")
+            user = User(name, password, token if token is not None else f"token-{name}",
+                        email, account_id)
+            self.store.add_user(user, email)
+            for fill_account in ACCOUNT_SETUP if setup else ():
+                fill_account(self, user)
+        return user
+
+    def users(self) -> list[User]:
+        return self.store.users()
+
+    def user(self, user: "User | str") -> User:
+        if isinstance(user, User):
+            return user
+        found = self.store.user(user)
+        if found is None:
+            raise KeyError(f"no user {user!r}")
+        return found
+
+    def check_password(self, name: str, password: str) -> User | None:
+        """HTTP Basic: the user, if the password matches (compared in constant time)."""
+        user = self.store.user(name)
+        if user and secrets.compare_digest(user.password.encode(), password.encode()):
+            return user
+        return None
+
+    def check_token(self, token: str) -> User | None:
+        """HTTP Bearer: the user whose token this is."""
+        return self.store.user_by_token(token)
+
+    def visible_account(self, user: User, account_id: str) -> Account | None:
+        return next((a for a in self.store.accounts_of(user.name) if a.id == account_id), None)
+
+    def account_capabilities(self, account: Account) -> dict[str, dict]:
+        return {urn: cap.account_value(self, account)
+                for urn, cap in self.capabilities.items() if cap.account_value}
+
+    # -- the session resource (RFC 8620 §2) --
+
+    def session(self, user: "User | str", base_url: str) -> dict:
+        """The Session object; base_url is the absolute origin, e.g. http://127.0.0.1:8080."""
+        user = self.user(user)
+        content = self._session_content(user)
+        content.update({
+            "apiUrl": base_url + API_PATH,
+            "downloadUrl": base_url + DOWNLOAD_PREFIX + "{accountId}/{blobId}/{name}?type={type}",
+            "uploadUrl": base_url + UPLOAD_PREFIX + "{accountId}/",
+            "eventSourceUrl": base_url + EVENTSOURCE_PATH
+            + "?types={types}&closeafter={closeafter}&ping={ping}",
+            "state": self.session_state(user),
+        })
+        return content
+
+    def _session_content(self, user: User) -> dict:
+        with self.store.transaction():
+            accounts = self.store.accounts_of(user.name)
+        described = {a.id: {"name": a.name, "isPersonal": a.owner == user.name,
+                            "isReadOnly": a.is_read_only,
+                            "accountCapabilities": self.account_capabilities(a)}
+                     for a in accounts}
+        return {
+            "capabilities": {urn: cap.session_value(self) for urn, cap in self.capabilities.items()},
+            "accounts": described,
+            "primaryAccounts": {urn: user.account_id for urn, cap in self.capabilities.items()
+                                if cap.account_value and user.account_id in described},
+            "username": user.name,
+        }
+
+    def session_state(self, user: "User | str") -> str:
+        """Changes exactly when the session's content does (RFC 8620 §2 `state`)."""
+        content = json.dumps(self._session_content(self.user(user)), sort_keys=True)
+        return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+    # -- API requests (RFC 8620 §3) --
+
+    def handle_request(self, user: "User | str", request: Any) -> dict:
+        """Process one Request object; return the Response object (RFC 8620 §3.3-3.4)."""
+        user = self.user(user)
+        check_request(request, self.limits, self.capabilities)
+        if not self.request_slots.acquire(blocking=False):
+            raise RequestError("limit", "too many concurrent requests", status=429,
+                               limit="maxConcurrentRequests")
+        try:
+            created_ids = dict(request.get("createdIds") or {})
+            using = set(request["using"])
+            responses: list = []
+            for name, arguments, call_id in request["methodCalls"]:
+                responses.extend(self._invoke(user, using, name, arguments, call_id,
+                                              responses, created_ids))
+        finally:
+            self.request_slots.release()
+        response = {"methodResponses": responses, "sessionState": self.session_state(user)}
+        if request.get("createdIds") is not None:
+            response["createdIds"] = created_ids
+        return response
+
+    def _invoke(self, user: User, using: set[str], name: str, arguments: dict, call_id: str,
+                responses: list, created_ids: dict) -> list:
+        """One Invocation, plus any implicit follow-up call it asks for (§5.4)."""
+        outputs = []
+        while True:
+            call = MethodCall(self, user, name, using, created_ids)
+            outputs.append([*self._run_method(call, arguments, responses + outputs), call_id])
+            if call.then is None or outputs[-1][0] == "error":
+                return outputs
+            name, arguments = call.then
+
+    def _run_method(self, call: MethodCall, arguments: dict, responses: list) -> tuple:
+        try:
+            arguments = resolve_result_references(arguments, responses)
+            spec = self.methods.get(call.name)
+            if spec is None or spec.capability not in call.using:
+                missing = f" (add {spec.capability} to 'using')" if spec else ""
+                raise MethodError("unknownMethod", f"unknown method {call.name!r}{missing}")
+            with self.store.transaction():
+                return call.name, spec.handler(call, Args(arguments))
+        except MethodError as error:
+            return "error", error.to_json()
+        except Exception:  # RFC 8620 §3.6.2: anything else is serverFail, never a 500
+            log.error("method %s failed:\n%s", call.name, traceback.format_exc())
+            return "error", {"type": "serverFail",
+                             "description": "the server failed to process this call"}
+
+    def call(self, user: "User | str", name: str, arguments: dict,
+             using: Iterable[str] | None = None) -> dict:
+        """Run one method and return its response arguments; raise MethodError on error."""
+        spec = self.methods.get(name)
+        using = list(using or {URN_CORE, spec.capability if spec else URN_CORE})
+        response = self.handle_request(user, {"using": using,
+                                              "methodCalls": [[name, arguments, "0"]]})
+        result_name, result, _ = response["methodResponses"][0]
+        if result_name == "error":
+            error = dict(result)
+            raise MethodError(error.pop("type"), error.pop("description", None), **error)
+        return result
+
+
+@method("Core/echo", capability=URN_CORE)
+def core_echo(call: MethodCall, args: Args) -> dict:
+    """RFC 8620 §4: return the arguments unchanged."""
+    return args.raw
+
+
+capability(URN_CORE, lambda core: {
+    **{name: core.limits[name] for name in DEFAULT_LIMITS},
+    "collationAlgorithms": list(COLLATIONS),
+})
+
+
+# =============================================================================
+# 6. Standard methods engine
+# =============================================================================
+# RFC 8620 §5: /get /changes /set /copy /query /queryChanges, each written once.
+# A data type is a declaration (Prop per property, Filter per condition, Sort per
+# sortable property) and overrides a hook only where its RFC adds a rule. State
+# strings are the type's highest modseq in the account, so every state the server
+# ever issued can be calculated from, back to the tombstone retention window.
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prop:
+    """One property of a data type, as its RFC declares it."""
+    type: JmapType
+    nullable: bool = False
+    default: Any = MISSING
+    server_set: bool = False
+    immutable: bool = False
+    computed: bool = False          # not stored: DataType.compute fills it in
+    reference: str | None = None    # the data type this Id points at ('#creation' allowed)
+
+    def accepts(self, value: Any) -> bool:
+        return (value is None and self.nullable) or self.type.accepts(value)
+
+
+class SetContext:
+    """What one /set or /copy call shares across its creates, updates and destroys."""
+
+    def __init__(self, call: MethodCall, account: Account, datatype_: "DataType",
+                 extra: dict) -> None:
+        self.call, self.account, self.datatype, self.extra = call, account, datatype_, extra
+        self.destroying: set[str] = set()
+        self.now = call.core.now()
+
+    @property
+    def store(self) -> Store:
+        return self.call.store
+
+
+class DataType:
+    """A JMAP data type declaration; the engine below implements its methods."""
+
+    name = ""
+    capability = URN_CORE
+    id_prefix = "X"
+    methods: tuple[str, ...] = ("get", "changes", "set", "query", "queryChanges")
+    properties: dict[str, Prop] = {}
+    filters: dict[str, Filter] = {}
+    sorts: dict[str, Sort] = {}
+    count_properties: tuple[str, ...] = ()    # /changes updatedProperties (RFC 8621 §2.2)
+    set_arguments: dict[str, tuple[JmapType, Any]] = {}
+    query_arguments: dict[str, tuple[JmapType, Any]] = {}
+    immutable_query_properties: frozenset[str] = frozenset()  # /queryChanges upToId
+
+    def method_specs(self) -> dict[str, MethodSpec]:
+        specs = {}
+        for suffix in self.methods:
+            wire_name = f"{self.name}/{suffix}"
+            handler = functools.partial(STANDARD_METHODS[suffix], self)
+            specs[wire_name] = MethodSpec(wire_name, handler, self.capability)
+        return specs
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {k: p.default for k, p in self.properties.items() if p.default is not MISSING}
+
+    @property
+    def patch_defaults(self) -> dict[str, Any]:
+        """What a null patch value sets a top-level property to (RFC 8620 §5.3)."""
+        nullable = {k: None for k, p in self.properties.items() if p.nullable}
+        return {**nullable, **self.defaults}
+
+    def stored(self, record: dict) -> dict:
+        """The part of a record that is kept in the store (not id, not computed)."""
+        return {k: v for k, v in record.items()
+                if k != "id" and k in self.properties and not self.properties[k].computed}
+
+    # -- hooks, each a no-op until a data type's RFC needs it --
+
+    def validate(self, context: SetContext, object_id: str, record: dict,
+                 existing: dict | None) -> None:
+        """Raise SetError if record may not be stored (existing is None on create)."""
+
+    def before_destroy(self, context: SetContext, object_id: str, record: dict) -> None:
+        """Raise SetError to refuse a destroy, or clean up what depends on the object."""
+
+    def destroy_order(self, context: SetContext, ids: list[str]) -> list[str]:
+        """The order in which one /set call destroys its ids."""
+        return ids
+
+    def compute(self, call: MethodCall, account: Account, records: dict[str, dict]) -> None:
+        """Fill in computed properties of the given records, in place."""
+
+    def query(self, call: MethodCall, account: Account, where: str, params: list,
+              order_by: str, extra: dict) -> list[str]:
+        """The ids matching a compiled filter, in order."""
+        return call.store.query_ids(account.id, self.name, where, params, order_by)
+
+
+def datatype(cls: type) -> type:
+    """Class decorator: register a DataType and its standard methods."""
+    instance = cls()
+    DATATYPES[instance.name] = instance
+    METHODS.update(instance.method_specs())
+    return cls
+
+
+def type_state(call: MethodCall, account: Account, datatype_: DataType) -> str:
+    return str(call.store.type_state(account.id, datatype_.name))
+
+
+def parse_state(call: MethodCall, account: Account, datatype_: DataType, state: str) -> int:
+    """The modseq a state string stands for, or cannotCalculateChanges (RFC 8620 §5.2)."""
+    current = call.store.type_state(account.id, datatype_.name)
+    if not re.fullmatch(r"0|[1-9][0-9]{0,17}", state) or int(state) > current:
+        raise MethodError("cannotCalculateChanges", f"{state!r} is not a state this server issued")
+    if int(state) < call.store.tombstone_floor(account.id):
+        raise MethodError("cannotCalculateChanges", f"state {state!r} is older than the "
+                          f"{TOMBSTONE_TTL_SECONDS // 86400}-day change history")
+    return int(state)
+
+
+def read_extra(args: Args, declared: dict[str, tuple[JmapType, Any]]) -> dict:
+    return {name: args.get(name, type_, default) for name, (type_, default) in declared.items()}
+
+
+# --- 6.1 /get (RFC 8620 §5.1) --------------------------------------------------
+
+def standard_get(datatype_: DataType, call: MethodCall, args: Args) -> dict:
+    account = call.account(args)
+    ids = args.get("ids", list_of(String), nullable=True)
+    wanted = args.get("properties", list_of(String), nullable=True)
+    args.finish()
+    call.require("read", account)
+    wanted = _wanted_properties(datatype_, wanted)
+    limit = call.core.limits["maxObjectsInGet"]
+    if ids is None:
+        if call.store.count_objects(account.id, datatype_.name) > limit:
+            raise MethodError("requestTooLarge", f"more than {limit} objects; page with /query")
+        records = call.store.get_objects(account.id, datatype_.name, None)
+        ids = list(records)
+    else:
+        ids = list(dict.fromkeys(ids))  # a repeated id is returned once
+        if len(ids) > limit:
+            raise MethodError("requestTooLarge", f"ids: more than maxObjectsInGet ({limit})")
+        resolved = {i: call.resolve_creation_id(i) for i in ids}
+        records = call.store.get_objects(account.id, datatype_.name,
+                                         [r for r in resolved.values() if r])
+    datatype_.compute(call, account, records)
+    found = [present(datatype_, object_id, records[object_id], wanted)
+             for object_id in (call.resolve_creation_id(i) for i in ids) if object_id in records]
+    not_found = [i for i in ids if call.resolve_creation_id(i) not in records]
+    return {"accountId": account.id, "state": type_state(call, account, datatype_),
+            "list": found, "notFound": not_found}
+
+
+def _wanted_properties(datatype_: DataType, wanted: list[str] | None) -> list[str]:
+    if wanted is None:
+        return list(datatype_.properties)
+    unknown = [name for name in wanted if name not in datatype_.properties]
+    if unknown:
+        raise invalid_arguments(f"properties: {datatype_.name} has no property {unknown[0]!r}")
+    return ["id"] + [name for name in datatype_.properties if name in wanted and name != "id"]
+
+
+def present(datatype_: DataType, object_id: str, record: dict, wanted: Iterable[str]) -> dict:
+    """The wire form of a record with only the wanted properties (id always)."""
+    shown = {"id": object_id}
+    for name in wanted:
+        if name != "id":
+            prop = datatype_.properties[name]
+            shown[name] = record.get(name, None if prop.default is MISSING else prop.default)
+    return shown
+
+
+# --- 6.2 /changes (RFC 8620 §5.2) ----------------------------------------------
+
+def standard_changes(datatype_: DataType, call: MethodCall, args: Args) -> dict:
+    account = call.account(args)
+    since_state = args.get("sinceState", String)
+    max_changes = args.get("maxChanges", UnsignedInt, nullable=True)
+    args.finish()
+    call.require("read", account)
+    if max_changes == 0:  # RFC 8620 §5.2: "MUST be a positive integer greater than 0"
+        raise invalid_arguments("maxChanges: must be greater than 0")
+    since = parse_state(call, account, datatype_, since_state)
+    limit = min(max_changes or call.core.limits["maxChanges"], call.core.limits["maxChanges"])
+    rows = call.store.changes_since(account.id, datatype_.name, since, limit + 1)
+    more, rows = len(rows) > limit, rows[:limit]
+    response = {
+        "accountId": account.id, "oldState": since_state,
+        "newState": str(rows[-1].updated_modseq) if more else type_state(call, account, datatype_),
+        "hasMoreChanges": more,
+        "created": [r.id for r in rows if r.created_modseq > since and not r.destroyed],
+        "updated": [r.id for r in rows if r.created_modseq <= since and not r.destroyed],
+        "destroyed": [r.id for r in rows if r.destroyed],
+    }
+    if datatype_.count_properties:
+        counts_only = rows and all(r.created_modseq <= since and not r.destroyed
+                                   and r.content_modseq <= since for r in rows)
+        response["updatedProperties"] = list(datatype_.count_properties) if counts_only else None
+    return response
+
+
+# --- 6.3 /set (RFC 8620 §5.3) --------------------------------------------------
+
+def standard_set(datatype_: DataType, call: MethodCall, args: Args) -> dict:
+    account = call.account(args, writable=True)
+    if_in_state = args.get("ifInState", String, nullable=True)
+    create = args.get("create", map_of(AnyJson), nullable=True) or {}
+    update = args.get("update", map_of(AnyJson), nullable=True) or {}
+    destroy = args.get("destroy", list_of(String), nullable=True) or []
+    context = SetContext(call, account, datatype_, read_extra(args, datatype_.set_arguments))
+    args.finish()
+    _check_set_size(call, len(create) + len(update) + len(destroy))
+    old_state = type_state(call, account, datatype_)
+    if if_in_state is not None and if_in_state != old_state:
+        raise MethodError("stateMismatch", f"ifInState {if_in_state!r}, state is {old_state!r}")
+    call.require("write", account)
+    context.destroying = {call.resolve_creation_id(i) or i for i in destroy}
+    created, not_created = _run_creates(context, create)
+    updated, not_updated = _run_each(context, update.items(), _update_one)
+    order = datatype_.destroy_order(context, list(dict.fromkeys(destroy)))
+    destroyed, not_destroyed = _run_each(context, ((i, None) for i in order), _destroy_one)
+    return {"accountId": account.id, "oldState": old_state,
+            "newState": type_state(call, account, datatype_),
+            "created": created or None, "updated": updated or None,
+            "destroyed": list(destroyed) or None, "notCreated": not_created or None,
+            "notUpdated": not_updated or None, "notDestroyed": not_destroyed or None}
+
+
+def _check_set_size(call: MethodCall, count: int) -> None:
+    limit = call.core.limits["maxObjectsInSet"]
+    if count > limit:
+        raise MethodError("requestTooLarge", f"{count} objects; maxObjectsInSet is {limit}")
+
+
+def _run_each(context: SetContext, items: Iterable[tuple[str, Any]],
+              operation: Callable) -> tuple[dict, dict]:
+    """Apply operation to each item; a SetError rejects that item only (RFC 8620 §5.3)."""
+    done, failed = {}, {}
+    for key, value in items:
+        try:
+            with context.store.savepoint():  # a failed item leaves no partial write
+                done[key] = operation(context, key, value)
+        except SetError as error:
+            failed[key] = error.to_json()
+    return done, failed
+
+
+def _run_creates(context: SetContext, create: dict) -> tuple[dict, dict]:
+    """Create in an order where '#creation' references point backwards (RFC 8620 §5.3)."""
+    pending, ordered = dict(create), []
+    while pending:
+        ready = [k for k, obj in pending.items()
+                 if not (_creation_references(context.datatype, obj) & (pending.keys() - {k}))]
+        batch = ready or list(pending)  # a reference cycle: let the creates fail in order
+        ordered.extend((k, pending.pop(k)) for k in batch)
+    return _run_each(context, ordered, _create_one)
+
+
+def _creation_references(datatype_: DataType, obj: Any) -> set[str]:
+    if not isinstance(obj, dict):
+        return set()
+    return {value[1:] for name, value in obj.items()
+            if name in datatype_.properties and datatype_.properties[name].reference
+            and isinstance(value, str) and value.startswith("#")}
+
+
+def _create_one(context: SetContext, creation_id: str, given: Any,
+                base: dict | None = None) -> dict:
+    """Create one object from client properties `given` (and, for /copy, trusted `base`)."""
+    datatype_ = context.datatype
+    if not isinstance(given, dict):
+        raise SetError("invalidProperties", f"a {datatype_.name} must be a JSON object")
+    given = check_properties(context, given, existing=None)
+    record = {**datatype_.defaults, **(base or {}), **given}
+    missing = [k for k, p in datatype_.properties.items()
+               if k not in record and not p.server_set and not p.computed and k != "id"]
+    if missing:
+        raise SetError.invalid_properties(missing, f"missing required property {missing[0]!r}")
+    object_id = context.call.core.new_id(datatype_.id_prefix)
+    datatype_.validate(context, object_id, record, None)
+    context.store.insert_object(context.account.id, datatype_.name, object_id,
+                                datatype_.stored(record), context.now)
+    context.call.created_ids[creation_id] = object_id
+    shown = {object_id: dict(record)}
+    datatype_.compute(context.call, context.account, shown)
+    full = present(datatype_, object_id, shown[object_id], datatype_.properties)
+    return {k: v for k, v in full.items() if k not in given}
+
+
+def check_properties(context: SetContext, given: dict, existing: dict | None) -> dict:
+    """Type-check client-given properties; resolve '#creation' references. On update,
+    server-set and immutable properties may only repeat their current value."""
+    datatype_, problems, resolved = context.datatype, {}, {}
+    for name, value in given.items():
+        prop = datatype_.properties.get(name)
+        if prop is None:
+            problems[name] = f"{datatype_.name} has no property {name!r}"
+            continue
+        if existing is None and (prop.server_set or name == "id"):
+            problems[name] = f"{name} is set by the server"  # RFC 8620 §5.3 "MUST omit"
+            continue
+        if existing is not None and (prop.server_set or prop.immutable or name == "id"):
+            if value != existing.get(name, MISSING):
+                problems[name] = f"{name} cannot be changed"
+            continue
+        value = _resolve_reference(context, prop, value)
+        if value is MISSING:
+            problems[name] = f"{name}: no {prop.reference} {given[name]!r}"
+        elif not prop.accepts(value):
+            problems[name] = f"{name}: must be {describe_type(prop.type, prop.nullable)}"
+        else:
+            resolved[name] = value
+    if problems:
+        raise SetError.invalid_properties(problems, "; ".join(problems.values()))
+    return resolved
+
+
+def _resolve_reference(context: SetContext, prop: Prop, value: Any) -> Any:
+    """A foreign key must name a live object of its type; MISSING if it does not."""
+    if prop.reference is None or not isinstance(value, str):
+        return value
+    target = context.call.resolve_creation_id(value)
+    if target is None or not context.store.get_objects(context.account.id, prop.reference,
+                                                        [target]):
+        return MISSING
+    return target
+
+
+def _update_one(context: SetContext, object_id: str, patch: Any) -> dict | None:
+    datatype_, store = context.datatype, context.store
+    object_id = context.call.resolve_creation_id(object_id) or object_id
+    if object_id in context.destroying:
+        raise SetError("willDestroy", "this object is destroyed by the same call")
+    existing = _existing(context, object_id)
+    if not isinstance(patch, dict):
+        raise SetError("invalidPatch", "a PatchObject is a JSON object")
+    shown = {object_id: dict(existing)}
+    datatype_.compute(context.call, context.account, shown)
+    before = {"id": object_id, **shown[object_id]}
+    patched = apply_patch(before, patch, datatype_.patch_defaults)
+    changed = {k: patched.get(k) for k in patched.keys() | before.keys()
+               if patched.get(k, MISSING) != before.get(k, MISSING)}
+    removed = [k for k in changed if k not in patched and k in datatype_.properties]
+    if removed:
+        raise SetError.invalid_properties(removed, f"{removed[0]} cannot be removed")
+    changed = check_properties(context, changed, existing=before)
+    record = {**existing, **changed}
+    datatype_.validate(context, object_id, record, existing)
+    if datatype_.stored(record) != datatype_.stored(existing):
+        store.update_object(context.account.id, datatype_.name, object_id,
+                            datatype_.stored(record), context.now)
+    return None
+
+
+def _destroy_one(context: SetContext, object_id: str, _: Any) -> str:
+    target = context.call.resolve_creation_id(object_id) or object_id
+    record = _existing(context, target)
+    context.datatype.before_destroy(context, target, record)
+    context.store.destroy_object(context.account.id, context.datatype.name, target, context.now)
+    return target
+
+
+def _existing(context: SetContext, object_id: str) -> dict:
+    found = context.store.get_objects(context.account.id, context.datatype.name, [object_id])
+    if object_id not in found:
+        raise SetError("notFound", f"no {context.datatype.name} {object_id!r}")
+    return found[object_id]
+
+
+# --- 6.4 /copy (RFC 8620 §5.4) -------------------------------------------------
+
+def standard_copy(datatype_: DataType, call: MethodCall, args: Args) -> dict:
+    from_account = call.account(args, "fromAccountId")
+    if_from_in_state = args.get("ifFromInState", String, nullable=True)
+    account = call.account(args, writable=True)
+    if_in_state = args.get("ifInState", String, nullable=True)
+    create = args.get("create", map_of(AnyJson))
+    destroy_original = args.get("onSuccessDestroyOriginal", Boolean, False)
+    destroy_if_in_state = args.get("destroyFromIfInState", String, nullable=True)
+    args.finish()
+    if from_account.id == account.id:  # RFC 8620 §5.4: "MUST be different"
+        raise invalid_arguments("accountId: must differ from fromAccountId")
+    _check_set_size(call, len(create))
+    for state, acc in ((if_from_in_state, from_account), (if_in_state, account)):
+        if state is not None and state != type_state(call, acc, datatype_):
+            raise MethodError("stateMismatch", f"state of account {acc.id!r} is not {state!r}")
+    call.require("read", from_account)
+    call.require("write", account)
+    old_state = type_state(call, account, datatype_)
+    context = SetContext(call, account, datatype_, {})
+    context.from_account = from_account
+    created, not_created = _run_each(context, create.items(), _copy_one)
+    if destroy_original and created:
+        call.then = (f"{datatype_.name}/set", {
+            "accountId": from_account.id, "ifInState": destroy_if_in_state,
+            "destroy": [entry.pop("_source") for entry in created.values()]})
+    for entry in created.values():
+        entry.pop("_source", None)
+    return {"fromAccountId": from_account.id, "accountId": account.id,
+            "oldState": old_state, "newState": type_state(call, account, datatype_),
+            "created": created or None, "notCreated": not_created or None}
+
+
+def _copy_one(context: SetContext, creation_id: str, given: Any) -> dict:
+    datatype_ = context.datatype
+    if not isinstance(given, dict) or not Id.accepts(given.get("id")):
+        raise SetError.invalid_properties(["id"], "each copy names the original's 'id'")
+    source_id = given["id"]
+    source = context.store.get_objects(context.from_account.id, datatype_.name, [source_id])
+    if source_id not in source:
+        raise SetError("notFound", f"no {datatype_.name} {source_id!r} in the from account")
+    base = {k: v for k, v in source[source_id].items() if k not in given}
+    overrides = {k: v for k, v in given.items() if k != "id"}
+    shown = _create_one(context, creation_id, overrides, base)
+    server_set = {k: v for k, v in shown.items()
+                  if k == "id" or datatype_.properties[k].server_set}
+    return {**server_set, "_source": source_id}
+
+
+# --- 6.5 /query (RFC 8620 §5.5) ------------------------------------------------
+
+def read_query(datatype_: DataType, args: Args) -> tuple:
+    filter_ = args.get("filter", JsonObject, nullable=True)
+    sort = args.get("sort", list_of(AnyJson), nullable=True) or []
+    return filter_, sort, read_extra(args, datatype_.query_arguments)
+
+
+def run_query(datatype_: DataType, call: MethodCall, account: Account, filter_: Any,
+              sort: list, extra: dict) -> list[str]:
+    where, params = ("1", []) if filter_ is None else compile_filter(datatype_.filters, filter_)
+    order_by = compile_sort(datatype_.sorts, sort)
+    return datatype_.query(call, account, where, params, order_by, extra)
+
+
+def standard_query(datatype_: DataType, call: MethodCall, args: Args) -> dict:
+    account = call.account(args)
+    filter_, sort, extra = read_query(datatype_, args)
+    position = args.get("position", Int, 0)
+    anchor = args.get("anchor", Id, nullable=True)
+    anchor_offset = args.get("anchorOffset", Int, 0)
+    limit = args.get("limit", UnsignedInt, nullable=True)
+    calculate_total = args.get("calculateTotal", Boolean, False)
+    args.finish()
+    call.require("read", account)
+    ids = run_query(datatype_, call, account, filter_, sort, extra)
+    if anchor is not None:  # RFC 8620 §5.5: position is then ignored
+        if anchor not in ids:
+            raise MethodError("anchorNotFound", f"anchor {anchor!r} is not in the results")
+        start = max(0, ids.index(anchor) + anchor_offset)
+    else:
+        start = position if position >= 0 else max(0, len(ids) + position)
+    cap = call.core.limits["maxQueryLimit"]
+    count = cap if limit is None else min(limit, cap)
+    response = {"accountId": account.id, "queryState": type_state(call, account, datatype_),
+                "canCalculateChanges": True, "position": start, "ids": ids[start:start + count]}
+    if calculate_total:
+        response["total"] = len(ids)
+    if (limit is not None and limit > cap) or (limit is None and len(ids) - start > cap):
+        response["limit"] = cap  # RFC 8620 §5.5: returned only when the server set a limit
+    return response
+
+
+# --- 6.6 /queryChanges (RFC 8620 §5.6) -----------------------------------------
+
+def standard_query_changes(datatype_: DataType, call: MethodCall, args: Args) -> dict:
+    account = call.account(args)
+    filter_, sort, extra = read_query(datatype_, args)
+    since_state = args.get("sinceQueryState", String)
+    max_changes = args.get("maxChanges", UnsignedInt, nullable=True)
+    up_to_id = args.get("upToId", Id, nullable=True)
+    calculate_total = args.get("calculateTotal", Boolean, False)
+    args.finish()
+    call.require("read", account)
+    ids = run_query(datatype_, call, account, filter_, sort, extra)
+    since = parse_state(call, account, datatype_, since_state)
+    changes = call.store.changes_since(account.id, datatype_.name, since)
+    changed = {change.id for change in changes}
+    # Everything touched since may have left or moved (RFC 8620 §5.6 allows the extra
+    # removed ids); whatever of it is in the results now is added at its index.
+    removed = [change.id for change in changes if change.created_modseq <= since]
+    added = [{"id": i, "index": n} for n, i in enumerate(ids) if i in changed]
+    if up_to_id in ids and _query_is_immutable(datatype_, filter_, sort):
+        added = [entry for entry in added if entry["index"] <= ids.index(up_to_id)]
+    if max_changes is not None and len(removed) + len(added) > max_changes:
+        raise MethodError("tooManyChanges", f"{len(removed) + len(added)} changes, "
+                          f"maxChanges is {max_changes}")
+    response = {"accountId": account.id, "oldQueryState": since_state,
+                "newQueryState": type_state(call, account, datatype_),
+                "removed": removed, "added": added}
+    if calculate_total:
+        response["total"] = len(ids)
+    return response
+
+
+def _query_is_immutable(datatype_: DataType, filter_: Any, sort: list) -> bool:
+    """Whether filter and sort read only immutable properties (RFC 8620 §5.6 upToId)."""
+    def names(tree: Any) -> set[str]:
+        if isinstance(tree, dict) and "operator" in tree:
+            return set().union(*(names(sub) for sub in tree.get("conditions") or []))
+        return set(tree) if isinstance(tree, dict) else set()
+    used = names(filter_) | {c["property"] for c in sort}
+    return used <= datatype_.immutable_query_properties
+
+
+STANDARD_METHODS = {
+    "get": standard_get, "changes": standard_changes, "set": standard_set,
+    "copy": standard_copy, "query": standard_query, "queryChanges": standard_query_changes,
+}
+
+
+# =============================================================================
+# 7. Binary data
+# =============================================================================
+# RFC 8620 §6: upload, download and Blob/copy as transport-neutral functions. A
+# blob's content is stored once (its id is its sha-256); an account reaches it only
+# through a blob_ref. An upload's ref expires after UPLOAD_TTL_SECONDS unless an
+# object takes its own ref; expired content nothing refers to is purged.
+
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(?:\s*;[\x20-\x7e]*)?")
+BLOB_PURGE_INTERVAL = 60.0
+
+
+def clean_media_type(value: str | None) -> str | None:
+    """A media type safe to echo in a header, None if malformed; empty -> octet-stream."""
+    value = (value or "").strip()
+    if not value:
+        return "application/octet-stream"  # RFC 8620 §6.1 leaves room: we store octet-stream
+    return value if _MEDIA_TYPE.fullmatch(value) else None
+
+
+def upload_blob(core: JmapCore, user: User, account_id: str, data: bytes,
+                content_type: str | None) -> dict:
+    """RFC 8620 §6.1: store an upload; answer {accountId, blobId, type, size}."""
+    media_type = clean_media_type(content_type)
+    if media_type is None:
+        raise RequestError.http(400, "Content-Type is not a media type")
+    limit = core.limits["maxSizeUpload"]
+    if len(data) > limit:
+        raise RequestError("limit", f"upload larger than maxSizeUpload ({limit} octets)",
+                           status=413, limit="maxSizeUpload")
+    with core.store.transaction():
+        account = core.visible_account(user, account_id)
+        if account is None:
+            raise RequestError.http(404, f"no account {account_id!r} for this user")
+        if account.is_read_only:
+            raise RequestError.http(403, f"account {account_id!r} is read-only")
+        now = core.now()
+        blob_id = core.store.put_blob(data)
+        core.store.add_blob_ref(account.id, blob_id, "upload", media_type, now + UPLOAD_TTL_SECONDS)
+        _purge_blobs_now_and_then(core, now)
+    return {"accountId": account.id, "blobId": blob_id, "type": media_type, "size": len(data)}
+
+
+def _purge_blobs_now_and_then(core: JmapCore, now: float) -> None:
+    if now - getattr(core, "_blobs_purged_at", 0.0) >= BLOB_PURGE_INTERVAL:
+        core.store.purge_blobs(now)
+        core._blobs_purged_at = now
+
+
+def download_blob(core: JmapCore, user: User, account_id: str, blob_id: str) -> tuple[bytes, str]:
+    """RFC 8620 §6.2: the blob's octets and stored type; 404 if the account lacks it."""
+    with core.store.transaction():
+        account = core.visible_account(user, account_id)
+        stored_type = account and core.store.blob_type(account.id, blob_id, core.now())
+        data = core.store.blob_data(blob_id) if stored_type else None
+    if data is None:
+        raise RequestError.http(404, "no such blob in this account")
+    return data, stored_type
+
+
+def content_disposition(name: str) -> str:
+    """RFC 6266: an ASCII fallback filename, plus filename* when the name needs it."""
+    fallback = re.sub(r'[^\x20-\x7e]|["\\]', "_", name) or "download"
+    header = f'attachment; filename="{fallback}"'
+    if fallback != name:
+        header += "; filename*=UTF-8''" + urllib.parse.quote(name, safe="")
+    return header
+
+
+@method("Blob/copy", capability=URN_CORE)
+def blob_copy(call: MethodCall, args: Args) -> dict:
+    """RFC 8620 §6.3: make blobs of one account available in another."""
+    from_account = call.account(args, "fromAccountId")
+    account = call.account(args, writable=True)
+    blob_ids = args.get("blobIds", list_of(Id))
+    args.finish()
+    call.require("read", from_account)
+    call.require("write", account)
+    now, copied, not_copied = call.core.now(), {}, {}
+    for blob_id in dict.fromkeys(blob_ids):
+        stored_type = call.store.blob_type(from_account.id, blob_id, now)
+        if stored_type is None:
+            not_copied[blob_id] = SetError("notFound", f"no blob {blob_id!r}").to_json()
+            continue
+        call.store.add_blob_ref(account.id, blob_id, "upload", stored_type,
+                                now + UPLOAD_TTL_SECONDS)
+        copied[blob_id] = blob_id
+    return {"fromAccountId": from_account.id, "accountId": account.id,
+            "copied": copied or None, "notCopied": not_copied or None}
+
+
+# =============================================================================
+# 9. Mail data types
+# =============================================================================
+# RFC 8621 in its own order. 9.1 Mailbox: a tree (parentId, no loops, unique
+# sibling names), unique roles, per-mailbox counts and rights, and Mailbox/query's
+# sortAsTree/filterAsTree. Counts are zero until Email exists (9.3 fills them in
+# through Mailbox.counts).
+
+capability(URN_MAIL, lambda core: {},  # RFC 8621 §1.3.1: an empty object in the session
+           lambda core, account: dict(MAIL_ACCOUNT_LIMITS))
+
+# --- 9.1 Mailbox (RFC 8621 §2) -------------------------------------------------
+
+# RFC 8621 §2: the IANA "IMAP Mailbox Name Attributes" usable as roles, lowercased.
+MAILBOX_ROLES = ("all", "archive", "drafts", "flagged", "important", "inbox", "junk",
+                 "memos", "scheduled", "sent", "snoozed", "subscribed", "trash")
+MAILBOX_RIGHTS = ("mayReadItems", "mayAddItems", "mayRemoveItems", "maySetSeen",
+                  "maySetKeywords", "mayCreateChild", "mayRename", "mayDelete", "maySubmit")
+MAILBOX_COUNTS = ("totalEmails", "unreadEmails", "totalThreads", "unreadThreads")
+SortOrder = JmapType("UnsignedInt < 2^31", lambda v: _is_int(v) and 0 <= v < 2**31)
+
+
+@datatype
+class Mailbox(DataType):
+    """RFC 8621 §2: a named, nestable set of Emails."""
+
+    name = "Mailbox"
+    capability = URN_MAIL
+    id_prefix = "M"
+    properties = {
+        "id": Prop(Id, server_set=True, immutable=True),
+        "name": Prop(String),
+        "parentId": Prop(Id, nullable=True, default=None, reference="Mailbox"),
+        "role": Prop(one_of(*MAILBOX_ROLES), nullable=True, default=None),
+        "sortOrder": Prop(SortOrder, default=0),
+        **{count: Prop(UnsignedInt, server_set=True, computed=True) for count in MAILBOX_COUNTS},
+        "myRights": Prop(record_of(dict.fromkeys(MAILBOX_RIGHTS, Boolean)),
+                         server_set=True, computed=True),
+        "isSubscribed": Prop(Boolean, default=True),  # RFC 8621 §2: true for one's own
+    }
+    filters = {
+        "parentId": Filter("equals", "parentId", Id, nullable=True),
+        "name": Filter("contains", "name"),
+        "role": Filter("equals", "role", String, nullable=True),
+        "hasAnyRole": Filter("present", "role", Boolean),
+        "isSubscribed": Filter("equals", "isSubscribed", Boolean),
+    }
+    sorts = {"sortOrder": Sort("sortOrder"), "name": Sort("name", is_text=True)}
+    count_properties = MAILBOX_COUNTS
+    set_arguments = {"onDestroyRemoveEmails": (Boolean, False)}
+    query_arguments = {"sortAsTree": (Boolean, False), "filterAsTree": (Boolean, False)}
+
+    # -- the tree --
+
+    def parents(self, store: Store, account: Account) -> dict[str, str | None]:
+        return {i: m.get("parentId") for i, m in store.get_objects(account.id, self.name,
+                                                                    None).items()}
+
+    def validate(self, context: SetContext, object_id: str, record: dict,
+                 existing: dict | None) -> None:
+        problems = {}
+        name_problem = self._name_problem(context, object_id, record)
+        if name_problem:
+            problems["name"] = name_problem
+        tree_problem = self._tree_problem(context, object_id, record, existing)
+        if tree_problem:
+            problems["parentId"] = tree_problem
+        if record.get("role") and (existing is None or existing.get("role") != record["role"]):
+            if self._others_where(context, object_id, "role", record["role"]):
+                problems["role"] = f"another Mailbox has role {record['role']!r}"  # RFC 8621 §2
+        if problems:
+            raise SetError.invalid_properties(problems, "; ".join(problems.values()))
+
+    def _name_problem(self, context: SetContext, object_id: str, record: dict) -> str | None:
+        name, limit = record["name"], MAIL_ACCOUNT_LIMITS["maxSizeMailboxName"]
+        if not name.strip():
+            return "name: must not be empty"
+        if any(unicodedata.category(ch) == "Cc" for ch in name):
+            return "name: must not contain control characters"
+        if len(name.encode()) > limit:
+            return f"name: longer than maxSizeMailboxName ({limit} octets)"
+        siblings = self._others_where(context, object_id, "parentId", record.get("parentId"))
+        same_name = self._others_where(context, object_id, "name", name)
+        if siblings & same_name:  # RFC 8621 §2: no two siblings with one name
+            return f"name: a sibling Mailbox is already called {name!r}"
+        return None
+
+    def _others_where(self, context: SetContext, object_id: str, prop: str, value: Any) -> set:
+        ids = context.store.query_ids(context.account.id, self.name,
+                                      f"{json_path_sql(prop)} IS ?", [value], "id")
+        return set(ids) - {object_id}
+
+    def _tree_problem(self, context: SetContext, object_id: str, record: dict,
+                      existing: dict | None) -> str | None:
+        parents = self.parents(context.store, context.account)
+        depth, ancestor = 1, record.get("parentId")
+        while ancestor is not None:
+            if ancestor == object_id:  # RFC 8621 §2: there MUST NOT be a loop
+                return "parentId: would make the Mailbox its own ancestor"
+            depth, ancestor = depth + 1, parents.get(ancestor)
+        limit = MAIL_ACCOUNT_LIMITS["maxMailboxDepth"]
+        if limit and depth + self._height(parents, object_id) > limit:
+            return f"parentId: deeper than maxMailboxDepth ({limit})"
+        return None
+
+    def _height(self, parents: dict, object_id: str) -> int:
+        children = [i for i, parent in parents.items() if parent == object_id]
+        return max((1 + self._height(parents, child) for child in children), default=0)
+
+    def destroy_order(self, context: SetContext, ids: list[str]) -> list[str]:
+        """Children before parents, so one call can destroy a whole subtree."""
+        parents = self.parents(context.store, context.account)
+
+        def depth(object_id: str) -> int:
+            steps, seen = 0, set()
+            while parents.get(object_id) is not None and object_id not in seen:
+                seen.add(object_id)
+                object_id, steps = parents[object_id], steps + 1
+            return steps
+        return sorted(ids, key=depth, reverse=True)
+
+    def before_destroy(self, context: SetContext, object_id: str, record: dict) -> None:
+        children = self._others_where(context, object_id, "parentId", object_id)
+        if children:
+            raise SetError("mailboxHasChild", f"{len(children)} child Mailbox(es) remain")
+        emails = self.email_count(context, object_id)
+        if emails and not context.extra["onDestroyRemoveEmails"]:
+            raise SetError("mailboxHasEmail", f"{emails} Email(s) remain; "
+                           "pass onDestroyRemoveEmails to remove them")
+
+    def email_count(self, context: SetContext, object_id: str) -> int:
+        """Emails in the mailbox: none until Email exists (section 9.3)."""
+        return 0
+
+    # -- computed properties --
+
+    def compute(self, call: MethodCall, account: Account, records: dict[str, dict]) -> None:
+        counts = self.counts(call, account, list(records))
+        rights = dict.fromkeys(MAILBOX_RIGHTS, account.owner == call.user.name)
+        for object_id, record in records.items():
+            record.update(counts[object_id])
+            record["myRights"] = dict(rights)
+
+    def counts(self, call: MethodCall, account: Account, ids: list[str]) -> dict[str, dict]:
+        """RFC 8621 §2 counts per mailbox: zero until Email exists (section 9.3)."""
+        return {object_id: dict.fromkeys(MAILBOX_COUNTS, 0) for object_id in ids}
+
+    # -- Mailbox/query's tree arguments (RFC 8621 §2.3) --
+
+    def query(self, call: MethodCall, account: Account, where: str, params: list,
+              order_by: str, extra: dict) -> list[str]:
+        if not (extra["sortAsTree"] or extra["filterAsTree"]):
+            return super().query(call, account, where, params, order_by, extra)
+        ordered = call.store.query_ids(account.id, self.name, "1", [], order_by)
+        matching = set(call.store.query_ids(account.id, self.name, where, params, "id"))
+        parents = self.parents(call.store, account)
+        if extra["filterAsTree"]:
+            matching = {i for i in matching if self._ancestors(parents, i) <= matching}
+        if extra["sortAsTree"]:
+            ordered = tree_order(ordered, parents)
+        return [i for i in ordered if i in matching]
+
+    def _ancestors(self, parents: dict, object_id: str) -> set[str]:
+        found, parent = set(), parents.get(object_id)
+        while parent is not None and parent not in found:
+            found.add(parent)
+            parent = parents.get(parent)
+        return found
+
+
+def tree_order(ordered: list[str], parents: dict[str, str | None]) -> list[str]:
+    """Depth-first over the forest, siblings kept in their sorted order."""
+    children: dict[str | None, list[str]] = {}
+    for object_id in ordered:
+        parent = parents.get(object_id)
+        children.setdefault(parent if parent in parents else None, []).append(object_id)
+    result: list[str] = []
+    stack = list(reversed(children.get(None, [])))
+    while stack:
+        object_id = stack.pop()
+        result.append(object_id)
+        stack.extend(reversed(children.get(object_id, [])))
+    return result
+
+
+# =============================================================================
+# 14. Network I/O
+# =============================================================================
+# The HTTP/1.1 transport (threaded, keep-alive) over the sans-IO core: routing,
+# authentication (Basic and Bearer), CORS, request bodies, problem details, and
+# serve() with the JmapServer it returns. Every error answer consumes or discards
+# the request body (or closes the connection), so a rejected body is never read
+# as the next request; no error body carries a traceback, path, SQL or version.
+
+MAX_DISCARD = 1_000_000  # an unread body up to this size is drained, else we close
+_HOST_HEADER = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept, Last-Event-ID, Cache-Control"
+CORS_EXPOSE_HEADERS = "Content-Disposition, Content-Length, Location, WWW-Authenticate"
+CORS_ALLOW_METHODS = "GET, POST, OPTIONS"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    """One HTTP endpoint: method, path pattern, handler(handler, **path_params)."""
+    method: str
+    pattern: re.Pattern
+    send: Callable
+
+
+ROUTES: list[Route] = []
+
+
+def route(method_: str, pattern: str) -> Callable:
+    """Register an HTTP endpoint; pattern is a regex over the percent-encoded path."""
+    def register(send: Callable) -> Callable:
+        ROUTES.append(Route(method_, re.compile(pattern), send))
+        return send
+    return register
+
+
+def parse_json_body(body: bytes) -> Any:
+    """Bytes -> JSON value, or notJSON: UTF-8, I-JSON (no duplicate names, no NaN)."""
+    def no_duplicates(pairs: list) -> dict:
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError("duplicate member name")
+        return dict(pairs)
+
+    def finite(text: str) -> float:
+        number = float(text)
+        if number in (float("inf"), float("-inf")):
+            raise ValueError("number out of range")
+        return number
+
+    def not_json(text: str) -> Any:
+        raise ValueError(f"{text} is not JSON")
+    try:
+        value = json.loads(body.decode("utf-8"), object_pairs_hook=no_duplicates,
+                           parse_float=finite, parse_constant=not_json)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # lone surrogates fail here
+    except (UnicodeError, ValueError, RecursionError) as error:
+        raise RequestError("notJSON", f"the body is not I-JSON: {str(error)[:80]}") from None
+    return value
+
+
+def encode_json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def is_json_media_type(value: str | None) -> bool:
+    return (value or "").split(";")[0].strip().lower() == "application/json"
+
+
+def decode_segment(raw: str) -> str:
+    """A path segment or query value, percent-encoded or raw UTF-8, decoded."""
+    try:
+        raw = raw.encode("latin-1").decode("utf-8")  # http.server reads the line as latin-1
+    except UnicodeError:
+        pass
+    return urllib.parse.unquote(raw, errors="strict")
+
+
+class JmapHTTPServer(http.server.ThreadingHTTPServer):
+    """ThreadingHTTPServer with a core, options, and the open connections it can close."""
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, address: tuple, core: JmapCore, cors_origin: str, trace: bool) -> None:
+        self.core, self.cors_origin, self.trace = core, cors_origin, trace
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        self.trace_lock = threading.Lock()
+        super().__init__(address, JmapHTTPHandler)
+
+    def finish_request(self, request: socket.socket, client_address: tuple) -> None:
+        with self.connections_lock:
+            self.connections.add(request)
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            with self.connections_lock:
+                self.connections.discard(request)
+
+    def close_connections(self) -> None:
+        with self.connections_lock:
+            for connection in list(self.connections):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+
+
+class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
+    """One HTTP connection: each request is routed through ROUTES to the core."""
+    protocol_version = "HTTP/1.1"
+    server: JmapHTTPServer
+    timeout = 120  # seconds an idle keep-alive connection stays open
+
+    def version_string(self) -> str:
+        return "jmapd"  # no version banner
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self.dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (bad request line, ...) as problem details."""
+        self.close_connection = True
+        self.send_problem(RequestError.http(code, message or ""))
+
+    # -- the request cycle --
+
+    def dispatch(self) -> None:
+        self.body_read = False
+        try:
+            path, _, query = self.path.partition("?")
+            if self.command == "OPTIONS":
+                return self.send_preflight()
+            send, params = self.find_route(path)
+            send(self, query=query, **params)
+        except RequestError as error:
+            self.send_problem(error)
+        except Exception:  # a transport bug: logged, answered without detail
+            log.error("HTTP %s %s failed:\n%s", self.command, self.path, traceback.format_exc())
+            self.close_connection = True
+            self.send_problem(RequestError.http(500, "the server failed"))
+        finally:
+            self.discard_body()
+
+    def find_route(self, path: str) -> tuple[Callable, dict]:
+        allowed = []
+        for candidate in ROUTES:
+            match = candidate.pattern.fullmatch(path)
+            if match:
+                if candidate.method == self.command or (self.command == "HEAD"
+                                                        and candidate.method == "GET"):
+                    return candidate.send, match.groupdict()
+                allowed.append(candidate.method)
+        if allowed:
+            self.allowed = ", ".join(sorted(set(allowed)) + ["OPTIONS"])
+            raise RequestError.http(405, f"{self.command} is not allowed here")
+        raise RequestError.http(404, "no such resource")
+
+    def authenticate(self) -> User:
+        """RFC 8620 §1.7: Basic or Bearer credentials, else 401 with a challenge."""
+        header = self.headers.get("Authorization", "")
+        scheme, _, credentials = header.strip().partition(" ")
+        user = None
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in header):
+            user = None
+        elif scheme.lower() == "basic":
+            user = self._basic_user(credentials.strip())
+        elif scheme.lower() == "bearer":
+            user = self.server.core.check_token(credentials.strip())
+        if user is None:
+            raise RequestError.http(401, "missing or wrong credentials" if header
+                                    else "authentication required")
+        return user
+
+    def _basic_user(self, credentials: str) -> User | None:
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (ValueError, UnicodeError):
+            return None
+        name, colon, password = decoded.partition(":")
+        if not colon or any(ord(ch) < 32 or ord(ch) == 127 for ch in decoded):
+            return None  # NUL and other control characters are never valid credentials
+        return self.server.core.check_password(name, password)
+
+    def read_body(self, limit: int, limit_name: str) -> bytes:
+        """The request body (Content-Length or chunked), refusing more than limit."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked(limit, limit_name)
+        length = self._content_length()
+        if length > limit:
+            self.close_connection = True  # we will not read it: the connection must go
+            raise RequestError("limit", f"body larger than {limit_name} ({limit} octets)",
+                               status=413, limit=limit_name)
+        self.body_read = True
+        return self.rfile.read(length)
+
+    def _content_length(self) -> int:
+        value = self.headers.get("Content-Length", "0").strip()
+        if not value.isdigit():
+            self.close_connection = True
+            raise RequestError.http(400, "bad Content-Length")
+        return int(value)
+
+    def _read_chunked(self, limit: int, limit_name: str) -> bytes:
+        self.body_read, chunks, total = True, [], 0
+        while True:
+            line = self.rfile.readline(1024).split(b";")[0].strip()
+            try:
+                size = int(line, 16)
+            except ValueError:
+                self.close_connection = True
+                raise RequestError.http(400, "bad chunked encoding") from None
+            if size == 0:
+                while self.rfile.readline(1024).strip():
+                    pass  # trailer fields
+                return b"".join(chunks)
+            total += size
+            if total > limit:
+                self.close_connection = True
+                raise RequestError("limit", f"body larger than {limit_name}", status=413,
+                                   limit=limit_name)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(1024)
+
+    def discard_body(self) -> None:
+        """Drain an unread body so it is not parsed as the next request."""
+        if self.body_read or self.close_connection:
+            return
+        self.body_read = True
+        try:
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                self._read_chunked(MAX_DISCARD, "body")
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+        except (ValueError, RequestError):
+            self.close_connection = True
+            return
+        if length > MAX_DISCARD:
+            self.close_connection = True
+        elif length:
+            self.rfile.read(length)
+
+    # -- responses --
+
+    def base_url(self) -> str:
+        """The absolute origin the client used (Host header), else our own address."""
+        host = self.headers.get("Host", "")
+        if not _HOST_HEADER.fullmatch(host):
+            address, port = self.server.server_address[:2]
+            host = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        return f"http://{host}"
+
+    def send_cors_headers(self) -> None:
+        self.send_header("Access-Control-Allow-Origin", self.server.cors_origin)
+        self.send_header("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS)
+        if self.server.cors_origin != "*":
+            self.send_header("Vary", "Origin")
+
+    def send_body(self, status: int, body: bytes, content_type: str,
+                  headers: Iterable[tuple[str, str]] = ()) -> None:
+        self.send_response(status)
+        self.send_cors_headers()
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_json(self, status: int, value: Any, headers: Iterable = ()) -> None:
+        self.send_body(status, encode_json(value), "application/json",
+                       [("Cache-Control", "no-store"), *headers])
+
+    def send_problem(self, error: RequestError) -> None:
+        headers = [("Cache-Control", "no-store")]
+        if error.status == 401:  # RFC 7235 §3.1: a 401 carries a challenge
+            headers += [("WWW-Authenticate", 'Basic realm="jmapd", charset="UTF-8"'),
+                        ("WWW-Authenticate", 'Bearer realm="jmapd"')]
+        if error.status == 405:
+            headers.append(("Allow", getattr(self, "allowed", CORS_ALLOW_METHODS)))
+        self.send_body(error.status, encode_json(error.problem()), "application/problem+json",
+                       headers)
+        self.trace("problem", error.problem())
+
+    def send_preflight(self) -> None:
+        """A CORS preflight: 204, naming Authorization explicitly ('*' does not cover it)."""
+        self.send_response(204)
+        self.send_cors_headers()
+        self.send_header("Access-Control-Allow-Methods", CORS_ALLOW_METHODS)
+        self.send_header("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS)
+        self.send_header("Access-Control-Max-Age", "600")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def trace(self, label: str, value: Any) -> None:
+        """--trace: pretty-print JMAP traffic to stderr, for learning."""
+        if self.server.trace:
+            with self.server.trace_lock:
+                print(f"--- {label} ({self.command} {self.path})\n"
+                      + json.dumps(value, indent=2, ensure_ascii=False), file=sys.stderr)
+
+
+@route("GET", re.escape(WELL_KNOWN_PATH) + "/?")
+def send_well_known(handler: JmapHTTPHandler, query: str) -> None:
+    """RFC 8620 §2.2: the well-known URI redirects to the session resource."""
+    location = handler.base_url() + SESSION_PATH
+    handler.send_body(307, b"", "text/plain", [("Location", location)])
+
+
+@route("GET", re.escape(SESSION_PATH))
+def send_session(handler: JmapHTTPHandler, query: str) -> None:
+    user = handler.authenticate()
+    handler.send_json(200, handler.server.core.session(user, handler.base_url()))
+
+
+@route("POST", re.escape(API_PATH))
+def send_api_response(handler: JmapHTTPHandler, query: str) -> None:
+    """RFC 8620 §3.1: a Request object in, a Response object out."""
+    user = handler.authenticate()
+    core = handler.server.core
+    body = handler.read_body(core.limits["maxSizeRequest"], "maxSizeRequest")
+    if not is_json_media_type(handler.headers.get("Content-Type")):
+        raise RequestError("notJSON", "Content-Type must be application/json")
+    request = parse_json_body(body)
+    handler.trace("request", request)
+    response = core.handle_request(user, request)
+    handler.trace("response", response)
+    handler.send_json(200, response)
+
+
+@route("POST", re.escape(UPLOAD_PREFIX) + r"(?P<account_id>[^/]+)/?")
+def receive_upload(handler: JmapHTTPHandler, query: str, account_id: str) -> None:
+    """RFC 8620 §6.1."""
+    user = handler.authenticate()
+    core = handler.server.core
+    if not core.upload_slots.acquire(blocking=False):
+        raise RequestError("limit", "too many concurrent uploads", status=429,
+                           limit="maxConcurrentUpload")
+    try:
+        data = handler.read_body(core.limits["maxSizeUpload"], "maxSizeUpload")
+        result = upload_blob(core, user, decode_segment(account_id), data,
+                             handler.headers.get("Content-Type"))
+    finally:
+        core.upload_slots.release()
+    handler.send_json(201, result)
+
+
+@route("GET", re.escape(DOWNLOAD_PREFIX) + r"(?P<account_id>[^/]+)/(?P<blob_id>[^/]+)/(?P<name>[^/]*)")
+def send_download(handler: JmapHTTPHandler, query: str, account_id: str, blob_id: str,
+                  name: str) -> None:
+    """RFC 8620 §6.2: the blob, typed by the `type` variable, named by `name`."""
+    user = handler.authenticate()
+    try:
+        params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True, errors="strict"))
+        account_id, blob_id, name = map(decode_segment, (account_id, blob_id, name))
+    except (UnicodeError, ValueError):
+        raise RequestError.http(400, "the download URL is not valid UTF-8") from None
+    data, stored_type = download_blob(handler.server.core, user, account_id, blob_id)
+    media_type = clean_media_type(params["type"]) if params.get("type") else stored_type
+    if media_type is None:
+        raise RequestError.http(400, "type is not a media type")
+    handler.send_body(200, data, media_type, [
+        ("Content-Disposition", content_disposition(name or blob_id)),
+        ("Cache-Control", "private, immutable, max-age=31536000")])
+
+
+class JmapServer:
+    """A running HTTP server around a JmapCore; what serve() returns.
+
+    Attributes: url, session_url, users (User objects with name, password, token,
+    email, account_id), core. Use as a context manager or call stop().
+    """
+
+    def __init__(self, core: JmapCore, host: str = "127.0.0.1", port: int = 0,
+                 cors_origin: str = "*", trace: bool = False) -> None:
+        self.core = core
+        self.httpd = JmapHTTPServer((host, port), core, cors_origin, trace)
+        bound_host, bound_port = self.httpd.server_address[:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self.url = f"http://{shown}:{bound_port}"
+        self.session_url = self.url + WELL_KNOWN_PATH
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="jmapd-http",
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def users(self) -> list[User]:
+        return self.core.users()
+
+    def user(self, name: str) -> User:
+        return self.core.user(name)
+
+    def stop(self) -> None:
+        """Stop serving, close every connection, and close the store."""
+        if self.thread.is_alive():
+            self.httpd.shutdown()
+            self.thread.join()
+        self.httpd.server_close()
+        self.httpd.close_connections()
+        self.core.close()
+
+    def __enter__(self) -> "JmapServer":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+
+def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
+          db: str = ":memory:", users: Iterable[str] = (), limits: dict | None = None,
+          clock: Any = None, ids: Any = None, cors_origin: str = "*",
+          trace: bool = False) -> JmapServer:
+    """Start jmapd in a background thread: `with serve(seed="demo") as server: ...`.
+
+    seed: a registered seed name ("demo", "empty") or a JSON seed file, or None.
+    users: extra "NAME:PASSWORD" logins. Other arguments as for JmapCore and the CLI.
+    """
+    core = JmapCore(db, clock=clock, ids=ids, limits=limits)
+    try:
+        if seed and not core.users():  # a --db that has users keeps them as they are
+            builder = SEEDS.get(seed) or SEEDS[FILE_SEED]
+            builder(core, seed)
+        for spec in users:
+            name, _, password = spec.partition(":")
+            if not core.store.user(name):
+                core.add_user(name, password)
+        return JmapServer(core, host, port, cors_origin, trace)
+    except BaseException:
+        core.close()
+        raise
+
+
+# =============================================================================
+# 16. Seeds
+# =============================================================================
+# Seeds build their data through the public core (add_user, core.call), so the
+# demo data is also a usage example. "empty": the demo users with the standard
+# mailboxes every new account gets; "demo": the same plus nested folders; a path
+# to a JSON file: users and mailbox trees of your own (see fixtures/seeds/).
+
+DEMO_USERS = (  # fixed: every doc and tool relies on them
+    {"name": "alice", "password": "alice", "token": "token-alice", "email": "alice@example.com"},
+    {"name": "bob", "password": "bob", "token": "token-bob", "email": "bob@example.com"},
+)
+STANDARD_MAILBOXES = (  # (name, role), created in every new personal account
+    ("Inbox", "inbox"), ("Drafts", "drafts"), ("Sent", "sent"), ("Archive", "archive"),
+    ("Junk", "junk"), ("Trash", "trash"),
+)
+DEMO_FOLDERS = {
+    "alice": [{"name": "Projects", "children": [{"name": "Apollo"}, {"name": "Zephyr"}]},
+              {"name": "Receipts"}, {"name": "Family"}],
+    "bob": [{"name": "Clients", "children": [{"name": "Acme"}, {"name": "Globex"}]},
+            {"name": "Travel"}],
+}
+
+
+def create_standard_mailboxes(core: JmapCore, user: User) -> None:
+    """Every new personal account starts with the role mailboxes (RFC 8621 §2 roles)."""
+    create_mailbox_tree(core, user, [{"name": name, "role": role, "sortOrder": order}
+                                     for order, (name, role) in enumerate(STANDARD_MAILBOXES, 1)])
+
+
+ACCOUNT_SETUP.append(create_standard_mailboxes)
+
+
+def create_mailbox_tree(core: JmapCore, user: User, tree: list[dict],
+                        parent_id: str | None = None) -> None:
+    """Create mailboxes from [{name, role?, sortOrder?, children?}], depth first."""
+    for node in tree:
+        fields = {k: v for k, v in node.items() if k != "children"}
+        result = core.call(user, "Mailbox/set", {"accountId": user.account_id, "create": {
+            "m": {**fields, "parentId": parent_id}}})
+        if not result["created"]:
+            raise ValueError(f"mailbox {node.get('name')!r}: {result['notCreated']['m']}")
+        create_mailbox_tree(core, user, node.get("children", []), result["created"]["m"]["id"])
+
+
+@seed("empty")
+def seed_empty(core: JmapCore, source: str = "empty") -> None:
+    """alice and bob, each with only the standard mailboxes."""
+    with core.store.transaction():
+        for demo_user in DEMO_USERS:
+            core.add_user(**demo_user)
+
+
+@seed("demo")
+def seed_demo(core: JmapCore, source: str = "demo") -> None:
+    """alice and bob with standard mailboxes and a few nested folders."""
+    with core.store.transaction():
+        seed_empty(core)
+        for name, folders in DEMO_FOLDERS.items():
+            create_mailbox_tree(core, core.user(name), folders)
+
+
+@seed(FILE_SEED)
+def seed_from_file(core: JmapCore, path: str) -> None:
+    """A JSON seed: {"users": [{name, password, token?, email?, mailboxes?}]}.
+
+    A user without "mailboxes" gets the standard ones; with them, exactly those.
+    """
+    try:
+        with open(path, encoding="utf-8") as seed_file:
+            description = json.load(seed_file)
+    except FileNotFoundError:
+        raise ValueError(f"no seed named {path!r} (known: {', '.join(sorted(SEEDS)[1:])}) "
+                         "and no such file") from None
+    with core.store.transaction():
+        for entry in description.get("users", []):
+            mailboxes = entry.get("mailboxes")
+            user = core.add_user(entry["name"], entry["password"], entry.get("token"),
+                                 entry.get("email"), setup=mailboxes is None)
+            create_mailbox_tree(core, user, mailboxes or [])
+
+
+# =============================================================================
+# 17. Command line
+# =============================================================================
+# `python jmapd.py --seed demo`: parse, build, serve, print where and who, wait
+# for Ctrl-C. No logic here beyond wiring.
+
+EXAMPLES = """examples:
+  python jmapd.py --seed demo                 alice/alice and bob/bob on :8080
+  python jmapd.py --port 0 --seed empty       a free port, standard mailboxes only
+  python jmapd.py --db mail.sqlite            keep everything across restarts
+  python jmapd.py --user carol:secret         add a login to the seed
+  python jmapd.py --limit maxObjectsInGet=5   tiny limits prove a client batches
+  python jmapd.py --trace                     print every request and response
+"""
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jmapd", description="A JMAP server (RFC 8620, RFC 8621) for development "
+        "and testing.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one")
+    parser.add_argument("--db", default=":memory:", metavar="FILE",
+                        help="sqlite file to persist to (default: in memory)")
+    parser.add_argument("--seed", default="demo", metavar="NAME|PATH",
+                        help="demo (default), empty, or a JSON seed file")
+    parser.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD",
+                        help="add a login (repeatable); its token is token-NAME")
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a limit, e.g. maxObjectsInGet=5 (repeatable)")
+    parser.add_argument("--cors-origin", default="*", metavar="ORIGIN",
+                        help="Access-Control-Allow-Origin value (default *)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="fixed clock (2026-01-01T09:00:00Z) and sequential ids")
+    parser.add_argument("--trace", action="store_true",
+                        help="pretty-print every request and response to stderr")
+    parser.add_argument("--log-level", default="warning",
+                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--version", action="version", version=f"jmapd {__version__}")
+    return parser
+
+
+def parse_limits(specs: list[str]) -> dict[str, int]:
+    limits = {}
+    for spec in specs:
+        name, _, value = spec.partition("=")
+        if name not in DEFAULT_LIMITS and name not in SERVER_LIMITS:
+            raise ValueError(f"unknown limit {name!r}; known: "
+                             + ", ".join([*DEFAULT_LIMITS, *SERVER_LIMITS]))
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"--limit {name}: the value must be a positive integer")
+        limits[name] = int(value)
+    return limits
+
+
+def describe_server(server: JmapServer) -> str:
+    lines = [f"jmapd {__version__} serving {server.url}",
+             f"  session: {server.session_url}"]
+    for index, user in enumerate(server.users):
+        label = "  users:   " if index == 0 else "           "
+        lines.append(f"{label}{user.name} (password {user.password}, token {user.token}, "
+                     f"account {user.account_id})")
+    if server.users:
+        first = server.users[0]
+        lines.append(f"  try:     curl -sL -u {first.name}:{first.password} {server.session_url}")
+    lines.append("Ctrl-C stops the server.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The jmapd command: returns the exit code."""
+    options = build_arg_parser().parse_args(argv)
+    logging.basicConfig(level=options.log_level.upper(), format="jmapd %(levelname)s %(message)s")
+    try:
+        limits = parse_limits(options.limit)
+        clock, ids = (FixedClock(), SequentialIds()) if options.deterministic else (None, None)
+        server = serve(options.seed, host=options.host, port=options.port, db=options.db,
+                       users=options.user, limits=limits, clock=clock, ids=ids,
+                       cors_origin=options.cors_origin, trace=options.trace)
+    except (ValueError, OSError, sqlite3.Error) as error:
+        print(f"jmapd: {error}", file=sys.stderr)
+        return 1
+    print(describe_server(server), flush=True)
+    try:
+        while server.thread.is_alive():
+            server.thread.join(0.5)
+    except KeyboardInterrupt:
+        print("\njmapd: stopping", file=sys.stderr)
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
