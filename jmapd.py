@@ -1212,6 +1212,14 @@ class JmapCore:
     def close(self) -> None:
         self.store.close()
 
+    def clone(self, *, clock: Any = None, ids: Any = None) -> "JmapCore":
+        """A new in-memory core holding a copy of this one's data (a fast fresh server)."""
+        copy = JmapCore(clock=clock, ids=ids, limits=self.limits,
+                        datatypes=[d for d in self.datatypes.values() if d.name not in DATATYPES])
+        self.store.backup_to(copy.store)
+        copy._restore_id_counter()
+        return copy
+
     # -- time and ids --
 
     def now(self) -> float:
@@ -2190,7 +2198,8 @@ def tree_order(ordered: list[str], parents: dict[str, str | None]) -> list[str]:
 # the request body (or closes the connection), so a rejected body is never read
 # as the next request; no error body carries a traceback, path, SQL or version.
 
-MAX_DISCARD = 1_000_000  # an unread body up to this size is drained, else we close
+MAX_DISCARD = 64_000_000  # an unread body up to this size is drained and the connection
+                          # kept; a larger one is drained too, then the connection closed
 _HOST_HEADER = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept, Last-Event-ID, Cache-Control"
 CORS_EXPOSE_HEADERS = "Content-Disposition, Content-Length, Location, WWW-Authenticate"
@@ -2313,6 +2322,9 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
 
     def dispatch(self) -> None:
         self.body_read = False
+        length = self.headers.get("Content-Length", "0").strip()
+        if not length.isdigit() or int(length) > MAX_DISCARD:
+            self.close_connection = True  # a body we will not drain: answer, then close
         try:
             path, _, query = self.path.partition("?")
             if self.command == "OPTIONS":
@@ -2374,9 +2386,8 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
             return self._read_chunked(limit, limit_name)
         length = self._content_length()
         if length > limit:
-            self.close_connection = True  # we will not read it: the connection must go
             raise RequestError("limit", f"body larger than {limit_name} ({limit} octets)",
-                               status=413, limit=limit_name)
+                               status=413, limit=limit_name)  # discard_body drains it
         self.body_read = True
         return self.rfile.read(length)
 
@@ -2421,10 +2432,11 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
         except (ValueError, RequestError):
             self.close_connection = True
             return
-        if length > MAX_DISCARD:
-            self.close_connection = True
-        elif length:
-            self.rfile.read(length)
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 20))
+            if not chunk:
+                break
+            length -= len(chunk)
 
     # -- responses --
 
