@@ -604,24 +604,28 @@ def _unicode_casemap_key(text: str) -> str:
     return unicodedata.normalize("NFKD", text.casefold())
 
 
-def _ascii_numeric_key(text: str) -> tuple:
-    """i;ascii-numeric (RFC 4790 §9.1): leading digits as a number, else +infinity."""
+def _ascii_numeric_key(text: str) -> str:
+    """i;ascii-numeric (RFC 4790 §9.1): leading digits by value; no digits sorts last."""
     digits = re.match(r"[0-9]+", text)
-    return (0, int(digits.group())) if digits else (1, 0)
+    if not digits:
+        return "1"
+    number = digits.group().lstrip("0") or "0"
+    return f"0{len(number):06d}{number}"
 
 
-COLLATION_KEYS = {  # JMAP collation name -> (sqlite collation name, sort key)
-    "i;ascii-casemap": ("jmap_ascii_casemap", lambda s: s.encode().lower()),
-    "i;ascii-numeric": ("jmap_ascii_numeric", _ascii_numeric_key),
-    "i;unicode-casemap": ("jmap_unicode_casemap", _unicode_casemap_key),
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+# JMAP collation -> sort key; keys compare as plain code points (sqlite's BINARY), so
+# ORDER BY calls Python once per row, not once per comparison.
+COLLATION_KEYS: dict[str, Callable[[str], str]] = {
+    "i;ascii-casemap": lambda text: text.translate(_ASCII_LOWER),
+    "i;ascii-numeric": _ascii_numeric_key,
+    "i;unicode-casemap": _unicode_casemap_key,
 }
 
 
-def _collation(key: Callable) -> Callable[[str, str], int]:
-    def compare(left: str, right: str) -> int:
-        a, b = key(left), key(right)
-        return (a > b) - (a < b)
-    return compare
+def _sort_key(collation: str, value: Any) -> Any:
+    return COLLATION_KEYS[collation](value) if isinstance(value, str) else value
 
 
 def _contains_casefold(haystack: Any, needle: Any) -> int:
@@ -727,8 +731,10 @@ def compile_sort(sorts: dict[str, Sort], comparators: list) -> str:
             raise MethodError("unsupportedSort", f"sort: cannot sort on {comparator['property']!r}")
         if collation not in COLLATION_KEYS:
             raise MethodError("unsupportedSort", f"sort: unknown collation {collation!r}")
-        collate = f" COLLATE {COLLATION_KEYS[collation][0]}" if spec.is_text else ""
-        terms.append(f"{json_path_sql(spec.path)}{collate} {'ASC' if ascending else 'DESC'}")
+        column = json_path_sql(spec.path)
+        if spec.is_text:  # the collation name is one of COLLATION_KEYS, safe to inline
+            column = f"jmap_sort_key('{collation}', {column})"
+        terms.append(f"{column} {'ASC' if ascending else 'DESC'}")
     return ", ".join(terms + ["id ASC"])
 
 
@@ -753,8 +759,7 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        for sqlite_name, key in COLLATION_KEYS.values():
-            self.db.create_collation(sqlite_name, _collation(key))
+        self.db.create_function("jmap_sort_key", 2, _sort_key, deterministic=True)
         self.db.create_function("jmap_contains", 2, _contains_casefold, deterministic=True)
 
     def _migrate(self) -> None:
@@ -943,6 +948,40 @@ class Store:
             f"SELECT id FROM object WHERE account_id = ? AND type = ? AND NOT destroyed "
             f"AND ({where}) ORDER BY {order_by}", (account_id, type_name, *params))
         return [row[0] for row in rows]
+
+    def ensure_index(self, prop: str) -> None:
+        """An index on one stored JSON property, for the filters and checks that use it."""
+        self.db.execute(f"CREATE INDEX IF NOT EXISTS object_by_{prop} ON object "
+                        f"(account_id, type, {json_path_sql(prop)})")
+
+    def fix_planner_statistics(self, indexed: dict[str, int]) -> None:
+        """Index the given stored properties, and give sqlite fixed statistics: an
+        (account, type) prefix matches many rows, a property value `indexed[prop]`.
+        Without them the planner prefers the primary key's prefix and scans."""
+        for prop in indexed:
+            self.ensure_index(prop)
+        self.db.execute("ANALYZE sqlite_master")  # creates sqlite_stat1 if missing
+        self.db.execute("DELETE FROM sqlite_stat1 WHERE tbl = 'object'")
+        stats = {"object": 1, "object_by_modseq": 1,
+                 **{f"object_by_{prop}": rows for prop, rows in indexed.items()}}
+        for index, rows in stats.items():
+            self.db.execute("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('object', ?, ?)",
+                            (index, f"1000000 10000 1000 {rows}"))
+        self.db.execute("ANALYZE sqlite_master")  # reload what we wrote
+
+    def subtree_height(self, account_id: str, type_name: str, parent_prop: str,
+                       object_id: str) -> int:
+        """Levels of descendants below object_id along parent_prop (0 for a leaf)."""
+        parent = json_path_sql(parent_prop)
+        row = self.db.execute(
+            f"WITH RECURSIVE below(id, level) AS ("
+            f" SELECT id, 1 FROM object WHERE account_id = ?1 AND type = ?2 AND NOT destroyed"
+            f" AND {parent} = ?3 UNION ALL"
+            f" SELECT object.id, below.level + 1 FROM object JOIN below ON"
+            f" object.account_id = ?1 AND object.type = ?2 AND NOT object.destroyed"
+            f" AND {parent.replace('data', 'object.data')} = below.id WHERE below.level < 1000)"
+            f" SELECT max(level) FROM below", (account_id, type_name, object_id)).fetchone()
+        return row[0] or 0
 
     def changes_since(self, account_id: str, type_name: str, since: int,
                       limit: int | None = None) -> list[Change]:
@@ -1193,6 +1232,8 @@ class JmapCore:
         self.feed = ChangeFeed()
         self.store = Store(db)
         self.store.on_commit = self._publish
+        indexed = {p: n for d in self.datatypes.values() for p, n in d.indexed.items()}
+        self.store.fix_planner_statistics(indexed)
         self.request_slots = threading.BoundedSemaphore(self.limits["maxConcurrentRequests"])
         self.upload_slots = threading.BoundedSemaphore(self.limits["maxConcurrentUpload"])
         self._restore_id_counter()
@@ -1450,6 +1491,7 @@ class DataType:
     filters: dict[str, Filter] = {}
     sorts: dict[str, Sort] = {}
     count_properties: tuple[str, ...] = ()    # /changes updatedProperties (RFC 8621 §2.2)
+    indexed: dict[str, int] = {}              # stored property -> rows per value (SQL index)
     set_arguments: dict[str, tuple[JmapType, Any]] = {}
     query_arguments: dict[str, tuple[JmapType, Any]] = {}
     immutable_query_properties: frozenset[str] = frozenset()  # /queryChanges upToId
@@ -2053,6 +2095,7 @@ class Mailbox(DataType):
     }
     sorts = {"sortOrder": Sort("sortOrder"), "name": Sort("name", is_text=True)}
     count_properties = MAILBOX_COUNTS
+    indexed = {"name": 2, "parentId": 20, "role": 2}
     set_arguments = {"onDestroyRemoveEmails": (Boolean, False)}
     query_arguments = {"sortAsTree": (Boolean, False), "filterAsTree": (Boolean, False)}
 
@@ -2072,7 +2115,7 @@ class Mailbox(DataType):
         if tree_problem:
             problems["parentId"] = tree_problem
         if record.get("role") and (existing is None or existing.get("role") != record["role"]):
-            if self._others_where(context, object_id, "role", record["role"]):
+            if self._others_where(context, object_id, role=record["role"]):
                 problems["role"] = f"another Mailbox has role {record['role']!r}"  # RFC 8621 §2
         if problems:
             raise SetError.invalid_properties(problems, "; ".join(problems.values()))
@@ -2085,36 +2128,38 @@ class Mailbox(DataType):
             return "name: must not contain control characters"
         if len(name.encode()) > limit:
             return f"name: longer than maxSizeMailboxName ({limit} octets)"
-        siblings = self._others_where(context, object_id, "parentId", record.get("parentId"))
-        same_name = self._others_where(context, object_id, "name", name)
-        if siblings & same_name:  # RFC 8621 §2: no two siblings with one name
-            return f"name: a sibling Mailbox is already called {name!r}"
+        if self._others_where(context, object_id, parentId=record.get("parentId"), name=name):
+            return f"name: a sibling Mailbox is already called {name!r}"  # RFC 8621 §2
         return None
 
-    def _others_where(self, context: SetContext, object_id: str, prop: str, value: Any) -> set:
-        ids = context.store.query_ids(context.account.id, self.name,
-                                      f"{json_path_sql(prop)} IS ?", [value], "id")
+    def _others_where(self, context: SetContext, object_id: str, **equal: Any) -> set[str]:
+        """Other mailboxes whose properties equal the given values (null matches null)."""
+        where = " AND ".join(f"{json_path_sql(prop)} IS ?" for prop in equal)
+        ids = context.store.query_ids(context.account.id, self.name, where, list(equal.values()),
+                                      "id")
         return set(ids) - {object_id}
 
     def _tree_problem(self, context: SetContext, object_id: str, record: dict,
                       existing: dict | None) -> str | None:
-        parents = self.parents(context.store, context.account)
-        depth, ancestor = 1, record.get("parentId")
+        depth, ancestor, seen = 1, record.get("parentId"), set()
         while ancestor is not None:
-            if ancestor == object_id:  # RFC 8621 §2: there MUST NOT be a loop
+            if ancestor == object_id or ancestor in seen:  # RFC 8621 §2: MUST NOT be a loop
                 return "parentId: would make the Mailbox its own ancestor"
-            depth, ancestor = depth + 1, parents.get(ancestor)
+            seen.add(ancestor)
+            parent = context.store.get_objects(context.account.id, self.name, [ancestor])
+            depth, ancestor = depth + 1, parent.get(ancestor, {}).get("parentId")
+        moved = existing is not None and existing.get("parentId") != record.get("parentId")
+        height = context.store.subtree_height(context.account.id, self.name, "parentId",
+                                              object_id) if moved else 0
         limit = MAIL_ACCOUNT_LIMITS["maxMailboxDepth"]
-        if limit and depth + self._height(parents, object_id) > limit:
+        if limit and depth + height > limit:
             return f"parentId: deeper than maxMailboxDepth ({limit})"
         return None
 
-    def _height(self, parents: dict, object_id: str) -> int:
-        children = [i for i, parent in parents.items() if parent == object_id]
-        return max((1 + self._height(parents, child) for child in children), default=0)
-
     def destroy_order(self, context: SetContext, ids: list[str]) -> list[str]:
         """Children before parents, so one call can destroy a whole subtree."""
+        if len(ids) < 2:
+            return ids
         parents = self.parents(context.store, context.account)
 
         def depth(object_id: str) -> int:
@@ -2126,7 +2171,7 @@ class Mailbox(DataType):
         return sorted(ids, key=depth, reverse=True)
 
     def before_destroy(self, context: SetContext, object_id: str, record: dict) -> None:
-        children = self._others_where(context, object_id, "parentId", object_id)
+        children = self._others_where(context, object_id, parentId=object_id)
         if children:
             raise SetError("mailboxHasChild", f"{len(children)} child Mailbox(es) remain")
         emails = self.email_count(context, object_id)
@@ -2289,6 +2334,14 @@ class JmapHTTPServer(http.server.ThreadingHTTPServer):
             with self.connections_lock:
                 self.connections.discard(request)
 
+    def handle_error(self, request: Any, client_address: tuple) -> None:
+        """A client that vanished is routine; anything else is logged, never printed raw."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.debug("connection from %s ended: %s", client_address, error)
+        else:
+            log.error("connection from %s failed:\n%s", client_address, traceback.format_exc())
+
     def close_connections(self) -> None:
         with self.connections_lock:
             for connection in list(self.connections):
@@ -2301,6 +2354,8 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: JmapHTTPServer
     timeout = 120  # seconds an idle keep-alive connection stays open
+    disable_nagle_algorithm = True
+    wbufsize = 1 << 16  # headers and body leave in one write (http.server flushes per request)
 
     def version_string(self) -> str:
         return "jmapd"  # no version banner
@@ -2581,8 +2636,14 @@ class JmapServer:
         self.url = f"http://{shown}:{bound_port}"
         self.session_url = self.url + WELL_KNOWN_PATH
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="jmapd-http",
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
+                                       kwargs={"poll_interval": 0.5}, daemon=True)
         self.thread.start()
+
+    def _poke(self) -> None:
+        host, port = self.httpd.server_address[:2]
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        with contextlib.suppress(OSError):
+            socket.create_connection((host, port), timeout=0.2).close()
 
     @property
     def users(self) -> list[User]:
@@ -2594,7 +2655,11 @@ class JmapServer:
     def stop(self) -> None:
         """Stop serving, close every connection, and close the store."""
         if self.thread.is_alive():
-            self.httpd.shutdown()
+            stopper = threading.Thread(target=self.httpd.shutdown)
+            stopper.start()
+            while stopper.is_alive():  # wake the accept loop instead of waiting out its poll
+                self._poke()
+                stopper.join(0.005)
             self.thread.join()
         self.httpd.server_close()
         self.httpd.close_connections()

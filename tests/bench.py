@@ -1,0 +1,93 @@
+"""Benchmarks, run by hand (not collected by pytest): python tests/bench.py
+
+Prints one figure per line; README quotes them with the machine they ran on.
+"""
+
+import http.client
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jmapd  # noqa: E402
+
+
+def timed(fn, repeat):
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples), max(samples)
+
+
+def bench_serve_startup():
+    """serve(seed="demo") until the session answers over HTTP."""
+    def start_and_ask():
+        with jmapd.serve(seed="demo") as server:
+            host, port = server.httpd.server_address[:2]
+            conn = http.client.HTTPConnection(host, port)
+            conn.request("GET", jmapd.SESSION_PATH, headers={"Authorization": "Bearer token-alice"})
+            assert conn.getresponse().status == 200
+            conn.close()
+    median, worst = timed(start_and_ask, 30)
+    print(f"serve(seed='demo') to first session answer: median {median * 1000:.1f} ms, "
+          f"max {worst * 1000:.1f} ms (30 runs)")
+
+
+def bench_clone():
+    template = jmapd.JmapCore()
+    jmapd.SEEDS["demo"](template, "demo")
+    median, _ = timed(lambda: template.clone().close(), 50)
+    print(f"fresh core from a demo template (sqlite backup): median {median * 1000:.2f} ms")
+
+
+def bench_http_requests():
+    with jmapd.serve(seed="demo") as server:
+        host, port = server.httpd.server_address[:2]
+        conn = http.client.HTTPConnection(host, port)
+        body = json.dumps({"using": [jmapd.URN_CORE, jmapd.URN_MAIL], "methodCalls": [
+            ["Mailbox/get", {"accountId": "alice", "ids": None}, "0"]]})
+        headers = {"Authorization": "Bearer token-alice", "Content-Type": "application/json"}
+        count, start = 2000, time.perf_counter()
+        for _ in range(count):
+            conn.request("POST", jmapd.API_PATH, body, headers)
+            conn.getresponse().read()
+        elapsed = time.perf_counter() - start
+    print(f"HTTP keep-alive Mailbox/get (11 mailboxes): {count / elapsed:.0f} requests/s, "
+          f"{elapsed / count * 1000:.2f} ms each")
+
+
+def bench_mailbox_scale(count=2000):
+    core = jmapd.JmapCore()
+    jmapd.SEEDS["empty"](core, "empty")
+    start = time.perf_counter()
+    for batch in range(0, count, 500):
+        core.call("alice", "Mailbox/set", {"accountId": "alice", "create": {
+            f"m{i}": {"name": f"folder {i:05d}"} for i in range(batch, batch + 500)}})
+    created = time.perf_counter() - start
+    args = {"accountId": "alice", "sort": [{"property": "name"}], "limit": 50,
+            "calculateTotal": True}
+    query, _ = timed(lambda: core.call("alice", "Mailbox/query", args), 20)
+    state = core.call("alice", "Mailbox/get", {"accountId": "alice", "ids": []})["state"]
+    core.call("alice", "Mailbox/set", {"accountId": "alice", "create": {"x": {"name": "late"}}})
+    changes, _ = timed(lambda: core.call("alice", "Mailbox/changes", {
+        "accountId": "alice", "sinceState": state}), 20)
+    print(f"Mailbox/set create {count} mailboxes in batches of 500: {created * 1000:.0f} ms "
+          f"({created / count * 1e6:.0f} us each)")
+    print(f"Mailbox/query sorted by name over {count + 6} mailboxes: median {query * 1000:.1f} ms")
+    print(f"Mailbox/changes with {count + 7} mailboxes, 1 change: median {changes * 1000:.2f} ms")
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    print(f"jmapd {jmapd.__version__}, Python {sys.version.split()[0]}, "
+          f"sqlite {jmapd.sqlite3.sqlite_version}, {os.cpu_count()} cores")
+    bench_serve_startup()
+    bench_clone()
+    bench_http_requests()
+    bench_mailbox_scale()
+    print(f"(all benchmarks: {time.perf_counter() - start:.1f} s)")
