@@ -65,6 +65,7 @@ import logging
 import os
 import re
 import secrets
+import signal
 import socket
 import sqlite3
 import sys
@@ -351,6 +352,9 @@ Id = JmapType("Id", lambda v: isinstance(v, str) and ID_PATTERN.fullmatch(v) is 
 UTCDate = JmapType("UTCDate", lambda v: _is_date(v, _UTC_DATE))
 Date = JmapType("Date", lambda v: _is_date(v, _DATE))
 JsonObject = JmapType("Object", lambda v: isinstance(v, dict))
+# An Id, or "#" + a creation id of this request (RFC 8620 §5.3 creation references)
+IdOrCreationRef = JmapType("Id", lambda v: Id.accepts(v) or (
+    isinstance(v, str) and v.startswith("#") and Id.accepts(v[1:])))
 AnyJson = JmapType("*", lambda v: True)
 
 
@@ -856,6 +860,10 @@ class Store:
         row = self.db.execute("SELECT id, name, owner, is_read_only FROM account WHERE id = ?",
                               (account_id,)).fetchone()
         return Account(row[0], row[1], row[2], bool(row[3])) if row else None
+
+    def set_read_only(self, account_id: str, read_only: bool) -> None:
+        self.db.execute("UPDATE account SET is_read_only = ? WHERE id = ?",
+                        (int(read_only), account_id))
 
     def accounts_of(self, user_name: str) -> list[Account]:
         """The accounts a user may use: for now, the ones it owns (sharing adds more)."""
@@ -1572,7 +1580,7 @@ def read_extra(args: Args, declared: dict[str, tuple[JmapType, Any]]) -> dict:
 
 def standard_get(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     account = call.account(args)
-    ids = args.get("ids", list_of(String), nullable=True)
+    ids = args.get("ids", list_of(IdOrCreationRef), nullable=True)
     wanted = args.get("properties", list_of(String), nullable=True)
     args.finish()
     call.require("read", account)
@@ -1651,9 +1659,9 @@ def standard_changes(datatype_: DataType, call: MethodCall, args: Args) -> dict:
 def standard_set(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     account = call.account(args, writable=True)
     if_in_state = args.get("ifInState", String, nullable=True)
-    create = args.get("create", map_of(AnyJson), nullable=True) or {}
-    update = args.get("update", map_of(AnyJson), nullable=True) or {}
-    destroy = args.get("destroy", list_of(String), nullable=True) or []
+    create = args.get("create", map_of(AnyJson, key=Id), nullable=True) or {}
+    update = args.get("update", map_of(AnyJson, key=IdOrCreationRef), nullable=True) or {}
+    destroy = args.get("destroy", list_of(IdOrCreationRef), nullable=True) or []
     context = SetContext(call, account, datatype_, read_extra(args, datatype_.set_arguments))
     args.finish()
     _check_set_size(call, len(create) + len(update) + len(destroy))
@@ -1821,7 +1829,7 @@ def standard_copy(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     if_from_in_state = args.get("ifFromInState", String, nullable=True)
     account = call.account(args, writable=True)
     if_in_state = args.get("ifInState", String, nullable=True)
-    create = args.get("create", map_of(AnyJson))
+    create = args.get("create", map_of(AnyJson, key=Id))
     destroy_original = args.get("onSuccessDestroyOriginal", Boolean, False)
     destroy_if_in_state = args.get("destroyFromIfInState", String, nullable=True)
     args.finish()
@@ -2847,9 +2855,15 @@ def describe_server(server: JmapServer) -> str:
     return "\n".join(lines)
 
 
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # stop as cleanly as on Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
     """The jmapd command: returns the exit code."""
     options = build_arg_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     logging.basicConfig(level=options.log_level.upper(), format="jmapd %(levelname)s %(message)s")
     try:
         limits = parse_limits(options.limit)
