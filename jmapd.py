@@ -329,16 +329,20 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-_UTC_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d*[1-9])?Z")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d*[1-9])?(?:Z|[+-]\d{2}:\d{2})")
+_DATE_TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.(?![0]+(?:Z|[+-]))[0-9]+)?"
+_UTC_DATE = re.compile(_DATE_TIME + "Z")
+_DATE = re.compile(_DATE_TIME + "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])")
 
 
 def _is_date(value: Any, pattern: re.Pattern) -> bool:
     """RFC 8620 §1.4: RFC 3339 date-time, upper-case T/Z, no zero time-secfrac."""
     if not isinstance(value, str) or not pattern.fullmatch(value):
         return False
+    stamp = value[:19]
+    if stamp.endswith(":60"):  # RFC 3339 §5.7 allows a leap second
+        stamp = stamp[:-2] + "59"
     try:
-        datetime.datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
+        datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S")
     except ValueError:
         return False
     return True
@@ -398,6 +402,8 @@ def split_pointer(pointer: str) -> list[str]:
         return []
     if not pointer.startswith("/"):
         raise ValueError("a JSON Pointer starts with '/'")
+    if re.search(r"~(?![01])", pointer):  # RFC 6901 §3: '~' escapes only '~0' and '~1'
+        raise ValueError("'~' not followed by 0 or 1")
     return [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
 
 
@@ -1335,8 +1341,10 @@ class JmapCore:
         return next((a for a in self.store.accounts_of(user.name) if a.id == account_id), None)
 
     def account_capabilities(self, account: Account) -> dict[str, dict]:
-        return {urn: cap.account_value(self, account)
-                for urn, cap in self.capabilities.items() if cap.account_value}
+        """The account's capabilities; an account_value of None leaves that URN out."""
+        values = {urn: cap.account_value(self, account)
+                  for urn, cap in self.capabilities.items() if cap.account_value}
+        return {urn: value for urn, value in values.items() if value is not None}
 
     # -- the session resource (RFC 8620 §2) --
 
@@ -1364,8 +1372,8 @@ class JmapCore:
         return {
             "capabilities": {urn: cap.session_value(self) for urn, cap in self.capabilities.items()},
             "accounts": described,
-            "primaryAccounts": {urn: user.account_id for urn, cap in self.capabilities.items()
-                                if cap.account_value and user.account_id in described},
+            "primaryAccounts": {urn: user.account_id for urn in
+                                described.get(user.account_id, {}).get("accountCapabilities", {})},
             "username": user.name,
         }
 
