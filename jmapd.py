@@ -599,12 +599,14 @@ class Account:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Change:
-    """One row of /changes: an object touched after some modseq."""
+    """One row of /changes: an object touched after some modseq. `first` is its first
+    change after that modseq that we still know of (its creation, else its last write)."""
     id: str
     created_modseq: int
     updated_modseq: int
     content_modseq: int
     destroyed: bool
+    first: int
 
 
 # --- 4.1 Collations (RFC 4790, RFC 5051) --------------------------------------
@@ -623,12 +625,12 @@ def _ascii_numeric_key(text: str) -> str:
     return f"0{len(number):06d}{number}"
 
 
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 # JMAP collation -> sort key; keys compare as plain code points (sqlite's BINARY), so
 # ORDER BY calls Python once per row, not once per comparison.
 COLLATION_KEYS: dict[str, Callable[[str], str]] = {
-    "i;ascii-casemap": lambda text: text.translate(_ASCII_LOWER),
+    "i;ascii-casemap": lambda text: text.translate(_ASCII_UPPER),  # RFC 4790 §9.2: to upper
     "i;ascii-numeric": _ascii_numeric_key,
     "i;unicode-casemap": _unicode_casemap_key,
 }
@@ -689,8 +691,8 @@ def compile_condition(filters: dict[str, Filter], condition: dict) -> tuple[str,
             params.append(value)
         elif value is None:
             clauses.append(f"{column} IS NULL")
-        else:
-            clauses.append(f"{column} = ?")
+        else:  # IS, not =: a null column must compare false, never unknown, under NOT
+            clauses.append(f"{column} IS ?")
             params.append(int(value) if isinstance(value, bool) else value)
     return " AND ".join(clauses) or "1", params
 
@@ -711,8 +713,10 @@ def compile_filter(filters: dict[str, Filter], tree: Any, depth: int = 0) -> tup
     if operator not in FILTER_OPERATORS or set(tree) != {"operator", "conditions"}:
         raise invalid_arguments("filter: a FilterOperator has exactly 'operator' "
                                 "(AND, OR or NOT) and 'conditions'")
-    if not isinstance(conditions, list) or not conditions:
-        raise invalid_arguments("filter: 'conditions' must be a non-empty array")
+    if not isinstance(conditions, list):
+        raise invalid_arguments("filter: 'conditions' must be an array")
+    if not conditions:  # AND of nothing is true, OR of nothing false, NOT of nothing true
+        return ("0" if operator == "OR" else "1"), []
     parts, params = [], []
     for sub in conditions:
         sql, sub_params = compile_filter(filters, sub, depth + 1)
@@ -999,14 +1003,16 @@ class Store:
 
     def changes_since(self, account_id: str, type_name: str, since: int,
                       limit: int | None = None) -> list[Change]:
-        """Objects touched after `since`, oldest change first; those created and
-        destroyed since are left out (RFC 8620 §5.2 SHOULD)."""
+        """Objects touched after `since`, in the order of their first change after it;
+        those created and destroyed since are left out (RFC 8620 §5.2 SHOULD). Paging
+        by `first` never hides a creation behind a later write of the same object."""
         rows = self.db.execute(
-            "SELECT id, created_modseq, updated_modseq, content_modseq, destroyed FROM object "
-            "WHERE account_id = ? AND type = ? AND updated_modseq > ? "
-            "AND NOT (destroyed AND created_modseq > ?) ORDER BY updated_modseq LIMIT ?",
-            (account_id, type_name, since, since, -1 if limit is None else limit))
-        return [Change(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+            "SELECT id, created_modseq, updated_modseq, content_modseq, destroyed, "
+            "CASE WHEN created_modseq > ?3 THEN created_modseq ELSE updated_modseq END AS first "
+            "FROM object WHERE account_id = ?1 AND type = ?2 AND updated_modseq > ?3 "
+            "AND NOT (destroyed AND created_modseq > ?3) ORDER BY first LIMIT ?4",
+            (account_id, type_name, since, -1 if limit is None else limit))
+        return [Change(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
 
     def purge_tombstones(self, cutoff: float) -> None:
         """Forget tombstones older than cutoff; states before them can no longer be
@@ -1136,7 +1142,8 @@ class MethodCall:
             raise MethodError(prefix + "AccountNotFound" if prefix else "accountNotFound",
                               f"{name}: no account {account_id!r} for this user")
         urn = capability or self.core.methods[self.name].capability
-        if urn not in self.core.account_capabilities(account):
+        # the core capability applies to every account (RFC 8620 §2 lists it per session)
+        if urn != URN_CORE and urn not in self.core.account_capabilities(account):
             raise MethodError(prefix + "AccountNotSupportedByMethod" if prefix
                               else "accountNotSupportedByMethod",
                               f"{name}: account {account_id!r} lacks {urn}")
@@ -1649,7 +1656,7 @@ def standard_changes(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     more, rows = len(rows) > limit, rows[:limit]
     response = {
         "accountId": account.id, "oldState": since_state,
-        "newState": str(rows[-1].updated_modseq) if more else type_state(call, account, datatype_),
+        "newState": str(rows[-1].first) if more else type_state(call, account, datatype_),
         "hasMoreChanges": more,
         "created": [r.id for r in rows if r.created_modseq > since and not r.destroyed],
         "updated": [r.id for r in rows if r.created_modseq <= since and not r.destroyed],
@@ -1677,10 +1684,13 @@ def standard_set(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     if if_in_state is not None and if_in_state != old_state:
         raise MethodError("stateMismatch", f"ifInState {if_in_state!r}, state is {old_state!r}")
     call.require("write", account)
-    context.destroying = {call.resolve_creation_id(i) or i for i in destroy}
     created, not_created = _run_creates(context, create)
-    updated, not_updated = _run_each(context, update.items(), _update_one)
-    order = datatype_.destroy_order(context, list(dict.fromkeys(destroy)))
+    # After the creates, '#creation' ids name real ids; answers are keyed by those.
+    destroy = list(dict.fromkeys(call.resolve_creation_id(i) or i for i in destroy))
+    context.destroying = set(destroy)
+    updates = [(call.resolve_creation_id(i) or i, patch) for i, patch in update.items()]
+    updated, not_updated = _run_each(context, updates, _update_one)
+    order = datatype_.destroy_order(context, destroy)
     destroyed, not_destroyed = _run_each(context, ((i, None) for i in order), _destroy_one)
     return {"accountId": account.id, "oldState": old_state,
             "newState": type_state(call, account, datatype_),
@@ -1790,8 +1800,8 @@ def _resolve_reference(context: SetContext, prop: Prop, value: Any) -> Any:
 
 
 def _update_one(context: SetContext, object_id: str, patch: Any) -> dict | None:
+    """Apply one PatchObject; answer what changed that the patch did not ask for."""
     datatype_, store = context.datatype, context.store
-    object_id = context.call.resolve_creation_id(object_id) or object_id
     if object_id in context.destroying:
         raise SetError("willDestroy", "this object is destroyed by the same call")
     existing = _existing(context, object_id)
@@ -1812,15 +1822,20 @@ def _update_one(context: SetContext, object_id: str, patch: Any) -> dict | None:
     if datatype_.stored(record) != datatype_.stored(existing):
         store.update_object(context.account.id, datatype_.name, object_id,
                             datatype_.stored(record), context.now)
-    return None
+    after = {object_id: dict(record)}
+    datatype_.compute(context.call, context.account, after)
+    requested = {key.split("/", 1)[0] for key in patch}  # RFC 8620 §5.3 "updated"
+    unasked = {k: v for k, v in after[object_id].items() if k in datatype_.properties
+               and k not in requested and v != before.get(k, MISSING)}
+    return unasked or None
 
 
 def _destroy_one(context: SetContext, object_id: str, _: Any) -> str:
-    target = context.call.resolve_creation_id(object_id) or object_id
-    record = _existing(context, target)
-    context.datatype.before_destroy(context, target, record)
-    context.store.destroy_object(context.account.id, context.datatype.name, target, context.now)
-    return target
+    record = _existing(context, object_id)
+    context.datatype.before_destroy(context, object_id, record)
+    context.store.destroy_object(context.account.id, context.datatype.name, object_id,
+                                 context.now)
+    return object_id
 
 
 def _existing(context: SetContext, object_id: str) -> dict:
@@ -1866,9 +1881,9 @@ def standard_copy(datatype_: DataType, call: MethodCall, args: Args) -> dict:
 
 def _copy_one(context: SetContext, creation_id: str, given: Any) -> dict:
     datatype_ = context.datatype
-    if not isinstance(given, dict) or not Id.accepts(given.get("id")):
+    if not isinstance(given, dict) or not IdOrCreationRef.accepts(given.get("id")):
         raise SetError.invalid_properties(["id"], "each copy names the original's 'id'")
-    source_id = given["id"]
+    source_id = context.call.resolve_creation_id(given["id"]) or given["id"]
     source = context.store.get_objects(context.from_account.id, datatype_.name, [source_id])
     if source_id not in source:
         raise SetError("notFound", f"no {datatype_.name} {source_id!r} in the from account")
@@ -1979,16 +1994,16 @@ STANDARD_METHODS = {
 # through a blob_ref. An upload's ref expires after UPLOAD_TTL_SECONDS unless an
 # object takes its own ref; expired content nothing refers to is purged.
 
-_MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(?:\s*;[\x20-\x7e]*)?")
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(?:[ \t]*;[\x20-\x7e]*)?")
 BLOB_PURGE_INTERVAL = 60.0
 
 
 def clean_media_type(value: str | None) -> str | None:
     """A media type safe to echo in a header, None if malformed; empty -> octet-stream."""
-    value = (value or "").strip()
+    value = " ".join((value or "").split(" ")).strip(" \t")
     if not value:
         return "application/octet-stream"  # RFC 8620 §6.1 leaves room: we store octet-stream
-    return value if _MEDIA_TYPE.fullmatch(value) else None
+    return value if _MEDIA_TYPE.fullmatch(value) and value.isascii() else None
 
 
 def upload_blob(core: JmapCore, user: User, account_id: str, data: bytes,
@@ -2333,6 +2348,7 @@ class JmapHTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
+    request_queue_size = 128  # socketserver's 5 drops connections under a burst
 
     def __init__(self, address: tuple, core: JmapCore, cors_origin: str, trace: bool) -> None:
         self.core, self.cors_origin, self.trace = core, cors_origin, trace
@@ -2368,6 +2384,7 @@ class JmapHTTPServer(http.server.ThreadingHTTPServer):
 class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
     """One HTTP connection: each request is routed through ROUTES to the core."""
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.1"  # so even a garbled request line gets a status line
     server: JmapHTTPServer
     timeout = 120  # seconds an idle keep-alive connection stays open
     disable_nagle_algorithm = True
@@ -2393,10 +2410,8 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
 
     def dispatch(self) -> None:
         self.body_read = False
-        length = self.headers.get("Content-Length", "0").strip()
-        if not length.isdigit() or int(length) > MAX_DISCARD:
-            self.close_connection = True  # a body we will not drain: answer, then close
         try:
+            self.check_framing()
             path, _, query = self.path.partition("?")
             if self.command == "OPTIONS":
                 return self.send_preflight()
@@ -2410,6 +2425,25 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
             self.send_problem(RequestError.http(500, "the server failed"))
         finally:
             self.discard_body()
+
+    def check_framing(self) -> None:
+        """RFC 7230 §3.3.3: a message whose body length is in doubt is refused and the
+        connection closed, so no body can be read as the next request."""
+        lengths = set(v.strip() for v in self.headers.get_all("Content-Length") or [])
+        coding = [c.strip().lower() for c in
+                  ",".join(self.headers.get_all("Transfer-Encoding") or []).split(",") if c.strip()]
+        if (self.headers.defects or len(lengths) > 1
+                or not all(re.fullmatch(r"[0-9]{1,15}", v) for v in lengths)):
+            self.close_connection = True
+            raise RequestError.http(400, "malformed header section or Content-Length")
+        if coding and coding != ["chunked"]:
+            self.close_connection = True
+            raise RequestError.http(501 if coding[-1] == "chunked" else 400,
+                                    "only the chunked transfer coding is supported")
+        if coding and lengths:
+            self.close_connection = True  # RFC 7230 §3.3.3: both given; close after
+        elif lengths and int(lengths.pop()) > MAX_DISCARD:
+            self.close_connection = True  # a body we will not drain: answer, then close
 
     def find_route(self, path: str) -> tuple[Callable, dict]:
         allowed = []
@@ -2453,7 +2487,7 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
 
     def read_body(self, limit: int, limit_name: str) -> bytes:
         """The request body (Content-Length or chunked), refusing more than limit."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        if self.headers.get("Transfer-Encoding"):  # check_framing allows only chunked
             return self._read_chunked(limit, limit_name)
         length = self._content_length()
         if length > limit:
@@ -2463,21 +2497,16 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(length)
 
     def _content_length(self) -> int:
-        value = self.headers.get("Content-Length", "0").strip()
-        if not value.isdigit():
-            self.close_connection = True
-            raise RequestError.http(400, "bad Content-Length")
-        return int(value)
+        return int(self.headers.get("Content-Length", "0").strip())  # check_framing vetted it
 
     def _read_chunked(self, limit: int, limit_name: str) -> bytes:
         self.body_read, chunks, total = True, [], 0
         while True:
             line = self.rfile.readline(1024).split(b";")[0].strip()
-            try:
-                size = int(line, 16)
-            except ValueError:
+            if not re.fullmatch(rb"[0-9A-Fa-f]{1,15}", line):
                 self.close_connection = True
-                raise RequestError.http(400, "bad chunked encoding") from None
+                raise RequestError.http(400, "bad chunked encoding")
+            size = int(line, 16)
             if size == 0:
                 while self.rfile.readline(1024).strip():
                     pass  # trailer fields
@@ -2496,10 +2525,10 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
             return
         self.body_read = True
         try:
-            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            if self.headers.get("Transfer-Encoding"):
                 self._read_chunked(MAX_DISCARD, "body")
                 return
-            length = int(self.headers.get("Content-Length") or 0)
+            length = self._content_length()
         except (ValueError, RequestError):
             self.close_connection = True
             return
@@ -2610,8 +2639,11 @@ def receive_upload(handler: JmapHTTPHandler, query: str, account_id: str) -> Non
                            limit="maxConcurrentUpload")
     try:
         data = handler.read_body(core.limits["maxSizeUpload"], "maxSizeUpload")
-        result = upload_blob(core, user, decode_segment(account_id), data,
-                             handler.headers.get("Content-Type"))
+        try:
+            account_id = decode_segment(account_id)
+        except UnicodeError:
+            raise RequestError.http(404, "no such account") from None
+        result = upload_blob(core, user, account_id, data, handler.headers.get("Content-Type"))
     finally:
         core.upload_slots.release()
     handler.send_json(201, result)
@@ -2882,8 +2914,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, sqlite3.Error) as error:
         print(f"jmapd: {error}", file=sys.stderr)
         return 1
-    print(describe_server(server), flush=True)
     try:
+        print(describe_server(server), flush=True)
         while server.thread.is_alive():
             server.thread.join(0.5)
     except KeyboardInterrupt:
