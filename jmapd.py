@@ -653,19 +653,25 @@ class Filter:
     """How one FilterCondition property becomes SQL over an object's stored JSON.
 
     kind: "equals" (exact match, null allowed when nullable), "contains"
-    (case-insensitive substring), "present" (true: the property is not null).
+    (case-insensitive substring), "present" (true: the property is not null), or
+    "sql": build(value) returns (SQL fragment, parameters) for a type's own tables.
     """
     kind: str
-    path: str
+    path: str = ""
     type: JmapType = String
     nullable: bool = False
+    build: Callable[[Any], tuple[str, list]] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Sort:
-    """A sortable property: the stored JSON path, and whether collations apply."""
-    path: str
+    """A sortable property: a stored JSON path (or `column`, an SQL expression of the
+    type's own query), whether collations apply, and an extra Comparator member the
+    sort needs (e.g. Email's "keyword", bound as the SQL parameter of `column`)."""
+    path: str = ""
     is_text: bool = False
+    column: str | None = None
+    argument: str | None = None
 
 
 def json_path_sql(path: str) -> str:
@@ -683,6 +689,11 @@ def compile_condition(filters: dict[str, Filter], condition: dict) -> tuple[str,
             raise MethodError("unsupportedFilter", f"filter: unknown condition {name!r}")
         if not (spec.type.accepts(value) or (value is None and spec.nullable)):
             raise invalid_arguments(f"filter: {name} must be {describe_type(spec.type, spec.nullable)}")
+        if spec.kind == "sql":
+            sql, sql_params = spec.build(value)
+            clauses.append(f"({sql})")
+            params.extend(sql_params)
+            continue
         column = json_path_sql(spec.path)
         if spec.kind == "present":
             clauses.append(f"{column} IS {'NOT ' if value else ''}NULL")
@@ -699,10 +710,28 @@ def compile_condition(filters: dict[str, Filter], condition: dict) -> tuple[str,
 
 FILTER_OPERATORS = {"AND": " AND ", "OR": " OR ", "NOT": None}  # RFC 8620 §5.5
 MAX_FILTER_DEPTH = 32
+MAX_FILTER_CONDITIONS = 1000
+
+
+def _balanced(parts: list[str], joiner: str) -> str:
+    """Join as a balanced tree: sqlite refuses expressions nested 1000 deep."""
+    if len(parts) <= 8:
+        return joiner.join(parts)
+    middle = len(parts) // 2
+    return f"({_balanced(parts[:middle], joiner)}){joiner}({_balanced(parts[middle:], joiner)})"
+
+
+def count_conditions(tree: Any) -> int:
+    if isinstance(tree, dict) and isinstance(tree.get("conditions"), list):
+        return 1 + sum(count_conditions(sub) for sub in tree["conditions"])
+    return 1
 
 
 def compile_filter(filters: dict[str, Filter], tree: Any, depth: int = 0) -> tuple[str, list]:
     """A FilterOperator/FilterCondition tree as one SQL boolean expression."""
+    if depth == 0 and count_conditions(tree) > MAX_FILTER_CONDITIONS:
+        raise MethodError("unsupportedFilter", f"filter: more than {MAX_FILTER_CONDITIONS} "
+                          "operators and conditions")
     if depth > MAX_FILTER_DEPTH:
         raise invalid_arguments(f"filter: nested deeper than {MAX_FILTER_DEPTH}")
     if not isinstance(tree, dict):
@@ -723,33 +752,41 @@ def compile_filter(filters: dict[str, Filter], tree: Any, depth: int = 0) -> tup
         parts.append(f"({sql})")
         params.extend(sub_params)
     if operator == "NOT":  # RFC 8620 §5.5: NOT means none of the conditions match
-        return "NOT (" + " OR ".join(parts) + ")", params
-    return FILTER_OPERATORS[operator].join(parts), params
+        return "NOT (" + _balanced(parts, " OR ") + ")", params
+    return _balanced(parts, FILTER_OPERATORS[operator]), params
 
 
-def compile_sort(sorts: dict[str, Sort], comparators: list) -> str:
-    """A Comparator list (RFC 8620 §5.5) as ORDER BY, ids breaking ties."""
-    terms = []
+def compile_sort(sorts: dict[str, Sort], comparators: list,
+                 tie_breaker: str = "id") -> tuple[str, list]:
+    """A Comparator list (RFC 8620 §5.5) as ORDER BY and its parameters; ids break ties."""
+    terms, params = [], []
     for comparator in comparators:
         if not isinstance(comparator, dict) or not String.accepts(comparator.get("property")):
             raise invalid_arguments("sort: each Comparator is an object with a 'property' String")
-        unknown = set(comparator) - {"property", "isAscending", "collation"}
+        spec = sorts.get(comparator["property"])
+        allowed = {"property", "isAscending", "collation"} | (
+            {spec.argument} if spec and spec.argument else set())
+        unknown = set(comparator) - allowed
         if unknown:
             raise invalid_arguments(f"sort: unknown Comparator member {sorted(unknown)[0]!r}")
         ascending = comparator.get("isAscending", True)
         collation = comparator.get("collation", DEFAULT_COLLATION)
         if not isinstance(ascending, bool) or not isinstance(collation, str):
             raise invalid_arguments("sort: isAscending is a Boolean, collation a String")
-        spec = sorts.get(comparator["property"])
         if spec is None:
             raise MethodError("unsupportedSort", f"sort: cannot sort on {comparator['property']!r}")
         if collation not in COLLATION_KEYS:
             raise MethodError("unsupportedSort", f"sort: unknown collation {collation!r}")
-        column = json_path_sql(spec.path)
+        if spec.argument:
+            if not String.accepts(comparator.get(spec.argument)):
+                raise invalid_arguments(f"sort: {comparator['property']} needs a "
+                                        f"'{spec.argument}' String")
+            params.append(comparator[spec.argument])
+        column = spec.column or json_path_sql(spec.path)
         if spec.is_text:  # the collation name is one of COLLATION_KEYS, safe to inline
             column = f"jmap_sort_key('{collation}', {column})"
         terms.append(f"{column} {'ASC' if ascending else 'DESC'}")
-    return ", ".join(terms + ["id ASC"])
+    return ", ".join(terms + [f"{tie_breaker} ASC"]), params
 
 
 # --- 4.3 The Store ----------------------------------------------------------
@@ -852,23 +889,27 @@ class Store:
                         "VALUES (?, ?, ?, ?, ?)", dataclasses.astuple(user))
 
     def users(self) -> list[User]:
-        rows = self.db.execute("SELECT name, password, token, email, account_id FROM user "
-                               "ORDER BY rowid").fetchall()
+        with self.lock:  # never read inside another thread's open transaction
+            rows = self.db.execute("SELECT name, password, token, email, account_id FROM user "
+                                   "ORDER BY rowid").fetchall()
         return [User(*row) for row in rows]
 
     def user(self, name: str) -> User | None:
-        row = self.db.execute("SELECT name, password, token, email, account_id FROM user "
-                              "WHERE name = ?", (name,)).fetchone()
+        with self.lock:
+            row = self.db.execute("SELECT name, password, token, email, account_id FROM user "
+                                  "WHERE name = ?", (name,)).fetchone()
         return User(*row) if row else None
 
     def user_by_token(self, token: str) -> User | None:
-        row = self.db.execute("SELECT name, password, token, email, account_id FROM user "
-                              "WHERE token = ?", (token,)).fetchone()
+        with self.lock:
+            row = self.db.execute("SELECT name, password, token, email, account_id FROM user "
+                                  "WHERE token = ?", (token,)).fetchone()
         return User(*row) if row else None
 
     def account(self, account_id: str) -> Account | None:
-        row = self.db.execute("SELECT id, name, owner, is_read_only FROM account WHERE id = ?",
-                              (account_id,)).fetchone()
+        with self.lock:
+            row = self.db.execute("SELECT id, name, owner, is_read_only FROM account "
+                                  "WHERE id = ?", (account_id,)).fetchone()
         return Account(row[0], row[1], row[2], bool(row[3])) if row else None
 
     def set_read_only(self, account_id: str, read_only: bool) -> None:
@@ -877,8 +918,9 @@ class Store:
 
     def accounts_of(self, user_name: str) -> list[Account]:
         """The accounts a user may use: for now, the ones it owns (sharing adds more)."""
-        rows = self.db.execute("SELECT id, name, owner, is_read_only FROM account "
-                               "WHERE owner = ? ORDER BY rowid", (user_name,)).fetchall()
+        with self.lock:
+            rows = self.db.execute("SELECT id, name, owner, is_read_only FROM account "
+                                   "WHERE owner = ? ORDER BY rowid", (user_name,)).fetchall()
         return [Account(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
     # -- modseq and state --
@@ -961,10 +1003,13 @@ class Store:
             f"AND ({where})", (account_id, type_name, *params)).fetchone()[0]
 
     def query_ids(self, account_id: str, type_name: str, where: str, params: list,
-                  order_by: str) -> list[str]:
+                  order_by: str, window: tuple[int, int] | None = None) -> list[str]:
+        """Ids of live objects matching where, in order; window = (offset, limit)."""
+        page = " LIMIT ? OFFSET ?" if window else ""
         rows = self.db.execute(
             f"SELECT id FROM object WHERE account_id = ? AND type = ? AND NOT destroyed "
-            f"AND ({where}) ORDER BY {order_by}", (account_id, type_name, *params))
+            f"AND ({where}) ORDER BY {order_by}{page}",
+            (account_id, type_name, *params, *((window[1], window[0]) if window else ())))
         return [row[0] for row in rows]
 
     def ensure_index(self, prop: str) -> None:
@@ -1257,10 +1302,9 @@ class JmapCore:
         self.store.fix_planner_statistics(indexed)
         self.request_slots = threading.BoundedSemaphore(self.limits["maxConcurrentRequests"])
         self.upload_slots = threading.BoundedSemaphore(self.limits["maxConcurrentUpload"])
-        self._restore_id_counter()
-        with self.store.transaction():
-            self.store.purge_tombstones(self.now() - TOMBSTONE_TTL_SECONDS)
-            self.store.purge_blobs(self.now())
+        self._load_meta()
+        self._maintained_at = -float("inf")
+        self.maintain()
 
     def add_datatype(self, datatype_: "DataType") -> None:
         """Serve one more data type on this core only (tests use this)."""
@@ -1279,7 +1323,7 @@ class JmapCore:
         copy = JmapCore(clock=clock, ids=ids, limits=self.limits,
                         datatypes=[d for d in self.datatypes.values() if d.name not in DATATYPES])
         self.store.backup_to(copy.store)
-        copy._restore_id_counter()
+        copy._load_meta()
         return copy
 
     # -- time and ids --
@@ -1293,13 +1337,38 @@ class JmapCore:
             self.store.set_meta("id_counter", str(self.ids.counter))
         return object_id
 
-    def _restore_id_counter(self) -> None:
-        saved = self.store.get_meta("id_counter")
-        if saved is not None and getattr(self.ids, "counter", None) is not None:
-            self.ids.counter = max(self.ids.counter, int(saved))
+    def _load_meta(self) -> None:
+        """Resume the id counter, and the epoch that prefixes every state string: a new
+        database gets a new one, so a client's state from another database is never
+        mistaken for one of ours (deterministic ids: no prefix, states are plain)."""
+        with self.store.transaction():
+            saved = self.store.get_meta("id_counter")
+            if saved is not None and getattr(self.ids, "counter", None) is not None:
+                self.ids.counter = max(self.ids.counter, int(saved))
+            epoch = self.store.get_meta("state_epoch")
+            if epoch is None:
+                deterministic = getattr(self.ids, "counter", None) is not None
+                epoch = "" if deterministic else "".join(
+                    secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(4))
+                self.store.set_meta("state_epoch", epoch)
+        self.state_epoch = epoch
+
+    def state_string(self, modseq: int) -> str:
+        return f"{self.state_epoch}{modseq}"
+
+    def maintain(self) -> None:
+        """Hourly: forget old tombstones (RFC 8620 §5.2) and expired uploads (§6.1)."""
+        now = self.now()
+        if now - self._maintained_at < 3600:
+            return
+        self._maintained_at = now
+        with self.store.transaction():
+            self.store.purge_tombstones(now - TOMBSTONE_TTL_SECONDS)
+            self.store.purge_blobs(now)
 
     def _publish(self, touched: dict[str, dict[str, int]]) -> None:
-        self.feed.publish({account: {type_: str(modseq) for type_, modseq in types.items()}
+        self.feed.publish({account: {type_: self.state_string(modseq)
+                                     for type_, modseq in types.items()}
                            for account, types in touched.items()})
 
     # -- users and accounts --
@@ -1395,6 +1464,7 @@ class JmapCore:
         """Process one Request object; return the Response object (RFC 8620 §3.3-3.4)."""
         user = self.user(user)
         check_request(request, self.limits, self.capabilities)
+        self.maintain()
         if not self.request_slots.acquire(blocking=False):
             raise RequestError("limit", "too many concurrent requests", status=429,
                                limit="maxConcurrentRequests")
@@ -1489,6 +1559,18 @@ class Prop:
         return (value is None and self.nullable) or self.type.accepts(value)
 
 
+@dataclasses.dataclass(slots=True)
+class CompiledQuery:
+    """A /query's filter and sort as SQL, with the type's extra arguments."""
+    where: str
+    params: list
+    order_by: str
+    order_params: list
+    extra: dict
+    filter: Any
+    sort: list
+
+
 class SetContext:
     """What one /set or /copy call shares across its creates, updates and destroys."""
 
@@ -1558,10 +1640,25 @@ class DataType:
     def compute(self, call: MethodCall, account: Account, records: dict[str, dict]) -> None:
         """Fill in computed properties of the given records, in place."""
 
-    def query(self, call: MethodCall, account: Account, where: str, params: list,
-              order_by: str, extra: dict) -> list[str]:
-        """The ids matching a compiled filter, in order."""
-        return call.store.query_ids(account.id, self.name, where, params, order_by)
+    tie_breaker = "id"  # the SQL column that makes every sort total
+
+    def query(self, call: MethodCall, account: Account, query: "CompiledQuery",
+              window: tuple[int, int] | None) -> list[str]:
+        """The ids matching a compiled query, in order; window = (offset, limit)."""
+        return call.store.query_ids(account.id, self.name, query.where,
+                                    query.params + query.order_params, query.order_by, window)
+
+    def count(self, call: MethodCall, account: Account, query: "CompiledQuery") -> int:
+        return call.store.count_objects(account.id, self.name, query.where, query.params)
+
+    def can_window(self, query: "CompiledQuery") -> bool:
+        """Whether query() can page in SQL (else it returns all ids and the engine slices)."""
+        return True
+
+    def query_changed(self, call: MethodCall, account: Account, changed: set[str],
+                      query: "CompiledQuery") -> set[str]:
+        """The ids whose place in these results may have changed, given the changed ids."""
+        return changed
 
 
 def datatype(cls: type) -> type:
@@ -1573,18 +1670,20 @@ def datatype(cls: type) -> type:
 
 
 def type_state(call: MethodCall, account: Account, datatype_: DataType) -> str:
-    return str(call.store.type_state(account.id, datatype_.name))
+    return call.core.state_string(call.store.type_state(account.id, datatype_.name))
 
 
 def parse_state(call: MethodCall, account: Account, datatype_: DataType, state: str) -> int:
     """The modseq a state string stands for, or cannotCalculateChanges (RFC 8620 §5.2)."""
     current = call.store.type_state(account.id, datatype_.name)
-    if not re.fullmatch(r"0|[1-9][0-9]{0,17}", state) or int(state) > current:
+    epoch, digits = call.core.state_epoch, state[len(call.core.state_epoch):]
+    if (not state.startswith(epoch) or not re.fullmatch(r"0|[1-9][0-9]{0,17}", digits)
+            or int(digits) > current):
         raise MethodError("cannotCalculateChanges", f"{state!r} is not a state this server issued")
-    if int(state) < call.store.tombstone_floor(account.id):
+    if int(digits) < call.store.tombstone_floor(account.id):
         raise MethodError("cannotCalculateChanges", f"state {state!r} is older than the "
                           f"{TOMBSTONE_TTL_SECONDS // 86400}-day change history")
-    return int(state)
+    return int(digits)
 
 
 def read_extra(args: Args, declared: dict[str, tuple[JmapType, Any]]) -> dict:
@@ -1656,7 +1755,8 @@ def standard_changes(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     more, rows = len(rows) > limit, rows[:limit]
     response = {
         "accountId": account.id, "oldState": since_state,
-        "newState": str(rows[-1].first) if more else type_state(call, account, datatype_),
+        "newState": call.core.state_string(rows[-1].first) if more
+        else type_state(call, account, datatype_),
         "hasMoreChanges": more,
         "created": [r.id for r in rows if r.created_modseq > since and not r.destroyed],
         "updated": [r.id for r in rows if r.created_modseq <= since and not r.destroyed],
@@ -1903,11 +2003,10 @@ def read_query(datatype_: DataType, args: Args) -> tuple:
     return filter_, sort, read_extra(args, datatype_.query_arguments)
 
 
-def run_query(datatype_: DataType, call: MethodCall, account: Account, filter_: Any,
-              sort: list, extra: dict) -> list[str]:
+def compile_query(datatype_: DataType, filter_: Any, sort: list, extra: dict) -> CompiledQuery:
     where, params = ("1", []) if filter_ is None else compile_filter(datatype_.filters, filter_)
-    order_by = compile_sort(datatype_.sorts, sort)
-    return datatype_.query(call, account, where, params, order_by, extra)
+    order_by, order_params = compile_sort(datatype_.sorts, sort, datatype_.tie_breaker)
+    return CompiledQuery(where, params, order_by, order_params, extra, filter_, sort)
 
 
 def standard_query(datatype_: DataType, call: MethodCall, args: Args) -> dict:
@@ -1920,22 +2019,32 @@ def standard_query(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     calculate_total = args.get("calculateTotal", Boolean, False)
     args.finish()
     call.require("read", account)
-    ids = run_query(datatype_, call, account, filter_, sort, extra)
+    query = compile_query(datatype_, filter_, sort, extra)
+    cap = call.core.limits["maxQueryLimit"]
+    count = cap if limit is None else min(limit, cap)
+    if anchor is None and position >= 0 and datatype_.can_window(query):
+        start, page = position, datatype_.query(call, account, query, (position, count + 1))
+        total = datatype_.count(call, account, query) if calculate_total else None
+        capped = len(page) > count and limit is None
+    else:
+        ids = datatype_.query(call, account, query, None)
+        start, total = _window_start(ids, position, anchor, anchor_offset), len(ids)
+        page, capped = ids[start:start + count + 1], limit is None and len(ids) - start > cap
+    response = {"accountId": account.id, "queryState": type_state(call, account, datatype_),
+                "canCalculateChanges": True, "position": start, "ids": page[:count]}
+    if calculate_total:
+        response["total"] = total
+    if capped or (limit is not None and limit > cap):
+        response["limit"] = cap  # RFC 8620 §5.5: returned only when the server set a limit
+    return response
+
+
+def _window_start(ids: list[str], position: int, anchor: str | None, anchor_offset: int) -> int:
     if anchor is not None:  # RFC 8620 §5.5: position is then ignored
         if anchor not in ids:
             raise MethodError("anchorNotFound", f"anchor {anchor!r} is not in the results")
-        start = max(0, ids.index(anchor) + anchor_offset)
-    else:
-        start = position if position >= 0 else max(0, len(ids) + position)
-    cap = call.core.limits["maxQueryLimit"]
-    count = cap if limit is None else min(limit, cap)
-    response = {"accountId": account.id, "queryState": type_state(call, account, datatype_),
-                "canCalculateChanges": True, "position": start, "ids": ids[start:start + count]}
-    if calculate_total:
-        response["total"] = len(ids)
-    if (limit is not None and limit > cap) or (limit is None and len(ids) - start > cap):
-        response["limit"] = cap  # RFC 8620 §5.5: returned only when the server set a limit
-    return response
+        return max(0, ids.index(anchor) + anchor_offset)
+    return position if position >= 0 else max(0, len(ids) + position)
 
 
 # --- 6.6 /queryChanges (RFC 8620 §5.6) -----------------------------------------
@@ -1949,15 +2058,17 @@ def standard_query_changes(datatype_: DataType, call: MethodCall, args: Args) ->
     calculate_total = args.get("calculateTotal", Boolean, False)
     args.finish()
     call.require("read", account)
-    ids = run_query(datatype_, call, account, filter_, sort, extra)
+    query = compile_query(datatype_, filter_, sort, extra)
+    ids = datatype_.query(call, account, query, None)
     since = parse_state(call, account, datatype_, since_state)
     changes = call.store.changes_since(account.id, datatype_.name, since)
-    changed = {change.id for change in changes}
+    changed = datatype_.query_changed(call, account, {change.id for change in changes}, query)
     # Everything touched since may have left or moved (RFC 8620 §5.6 allows the extra
     # removed ids); whatever of it is in the results now is added at its index.
-    removed = [change.id for change in changes if change.created_modseq <= since]
+    listed = [change.id for change in changes if change.created_modseq <= since]
+    removed = listed + sorted(changed - {change.id for change in changes})
     added = [{"id": i, "index": n} for n, i in enumerate(ids) if i in changed]
-    if up_to_id in ids and _query_is_immutable(datatype_, filter_, sort):
+    if up_to_id in ids and _query_is_immutable(datatype_, query):
         added = [entry for entry in added if entry["index"] <= ids.index(up_to_id)]
     if max_changes is not None and len(removed) + len(added) > max_changes:
         raise MethodError("tooManyChanges", f"{len(removed) + len(added)} changes, "
@@ -1970,14 +2081,16 @@ def standard_query_changes(datatype_: DataType, call: MethodCall, args: Args) ->
     return response
 
 
-def _query_is_immutable(datatype_: DataType, filter_: Any, sort: list) -> bool:
-    """Whether filter and sort read only immutable properties (RFC 8620 §5.6 upToId)."""
+def _query_is_immutable(datatype_: DataType, query: CompiledQuery) -> bool:
+    """Whether filter and sort read only immutable properties (RFC 8620 §5.6 upToId),
+    and no type-specific argument (e.g. sortAsTree) reorders by anything else."""
     def names(tree: Any) -> set[str]:
         if isinstance(tree, dict) and "operator" in tree:
             return set().union(*(names(sub) for sub in tree.get("conditions") or []))
         return set(tree) if isinstance(tree, dict) else set()
-    used = names(filter_) | {c["property"] for c in sort}
-    return used <= datatype_.immutable_query_properties
+    used = names(query.filter) | {c["property"] for c in query.sort}
+    defaults = {name: default for name, (_, default) in datatype_.query_arguments.items()}
+    return used <= datatype_.immutable_query_properties and query.extra == defaults
 
 
 STANDARD_METHODS = {
@@ -2191,13 +2304,13 @@ class Mailbox(DataType):
         """Children before parents, so one call can destroy a whole subtree."""
         if len(ids) < 2:
             return ids
-        parents = self.parents(context.store, context.account)
 
         def depth(object_id: str) -> int:
             steps, seen = 0, set()
-            while parents.get(object_id) is not None and object_id not in seen:
+            while object_id is not None and object_id not in seen and steps < 1000:
                 seen.add(object_id)
-                object_id, steps = parents[object_id], steps + 1
+                found = context.store.get_objects(context.account.id, self.name, [object_id])
+                object_id, steps = found.get(object_id, {}).get("parentId"), steps + 1
             return steps
         return sorted(ids, key=depth, reverse=True)
 
@@ -2229,18 +2342,31 @@ class Mailbox(DataType):
 
     # -- Mailbox/query's tree arguments (RFC 8621 §2.3) --
 
-    def query(self, call: MethodCall, account: Account, where: str, params: list,
-              order_by: str, extra: dict) -> list[str]:
-        if not (extra["sortAsTree"] or extra["filterAsTree"]):
-            return super().query(call, account, where, params, order_by, extra)
-        ordered = call.store.query_ids(account.id, self.name, "1", [], order_by)
-        matching = set(call.store.query_ids(account.id, self.name, where, params, "id"))
+    def can_window(self, query: CompiledQuery) -> bool:
+        return not (query.extra["sortAsTree"] or query.extra["filterAsTree"])
+
+    def query(self, call: MethodCall, account: Account, query: CompiledQuery,
+              window: tuple[int, int] | None) -> list[str]:
+        if self.can_window(query):
+            return super().query(call, account, query, window)
+        ordered = call.store.query_ids(account.id, self.name, "1", query.order_params,
+                                       query.order_by)
+        matching = set(call.store.query_ids(account.id, self.name, query.where, query.params,
+                                            "id"))
         parents = self.parents(call.store, account)
-        if extra["filterAsTree"]:
+        if query.extra["filterAsTree"]:
             matching = {i for i in matching if self._ancestors(parents, i) <= matching}
-        if extra["sortAsTree"]:
+        if query.extra["sortAsTree"]:
             ordered = tree_order(ordered, parents)
         return [i for i in ordered if i in matching]
+
+    def query_changed(self, call: MethodCall, account: Account, changed: set[str],
+                      query: CompiledQuery) -> set[str]:
+        """In a tree query a change moves (or filters) the whole subtree below it."""
+        if self.can_window(query):
+            return changed
+        parents = self.parents(call.store, account)
+        return changed | {i for i in parents if self._ancestors(parents, i) & changed}
 
     def _ancestors(self, parents: dict, object_id: str) -> set[str]:
         found, parent = set(), parents.get(object_id)

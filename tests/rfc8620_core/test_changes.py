@@ -6,6 +6,8 @@ M15 Zephyr), M16 Receipts, M17 Family. New mailboxes get M22, M23, ...; every wr
 takes the account's next modseq, so each create/update/destroy moves the state by one.
 """
 
+import re
+
 import pytest
 
 import jmapd
@@ -336,3 +338,20 @@ def test_updated_properties_is_null_when_mailboxes_are_created_or_destroyed(jmap
 def test_updated_properties_is_present_in_every_mailbox_changes_response(jmap):
     """RFC 8621 §2.2: Mailbox/changes has the extra response argument updatedProperties."""
     assert "updatedProperties" in changes(jmap, "0")
+
+
+def test_states_of_a_random_id_database_carry_its_epoch():
+    """§5.2: a state string from another database (another epoch) cannot be calculated
+    from, even when its number exists here too."""
+    import jmapd
+    first, second = jmapd.JmapCore(), jmapd.JmapCore()
+    for core in (first, second):
+        jmapd.SEEDS["demo"](core, "demo")
+    state = first.call("alice", "Mailbox/get", {"accountId": "alice", "ids": []})["state"]
+    assert state.startswith(first.state_epoch) and first.state_epoch != second.state_epoch
+    assert re.fullmatch(r"[a-z]{4}11", state)
+    with pytest.raises(jmapd.MethodError) as raised:
+        second.call("alice", "Mailbox/changes", {"accountId": "alice", "sinceState": state})
+    assert raised.value.type == "cannotCalculateChanges"
+    assert first.call("alice", "Mailbox/changes", {"accountId": "alice",
+                                                   "sinceState": state})["created"] == []

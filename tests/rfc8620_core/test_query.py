@@ -467,3 +467,18 @@ def test_unknown_argument_is_invalid_arguments(jmap):
 def test_query_in_an_account_the_user_cannot_see_is_account_not_found(jmap):
     """§3.6.2: bob's account -> accountNotFound."""
     assert jmap.error("Mailbox/query", {"accountId": "bob"}) == "accountNotFound"
+
+
+def test_a_wide_or_filter_is_answered_not_serverFail(jmap):
+    """§5.5: 900 OR-ed conditions compile to a balanced expression and match."""
+    conditions = [{"name": f"nothing{i}"} for i in range(899)] + [{"name": "Inbox"}]
+    result = jmap.call("Mailbox/query", {"accountId": "alice",
+                                         "filter": {"operator": "OR", "conditions": conditions}})
+    assert result["ids"] == [jmap.mailbox_ids()["Inbox"]]
+
+
+def test_a_filter_of_more_than_1000_nodes_is_unsupportedFilter(jmap):
+    """§5.5: a filter the server will not process is unsupportedFilter, never serverFail."""
+    conditions = [{"name": f"x{i}"} for i in range(1001)]
+    assert jmap.error("Mailbox/query", {"accountId": "alice", "filter": {
+        "operator": "OR", "conditions": conditions}}) == "unsupportedFilter"

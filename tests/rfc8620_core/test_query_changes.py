@@ -309,3 +309,32 @@ def test_query_changes_in_an_account_the_user_cannot_see_is_account_not_found(jm
     """§3.6.2: bob's account -> accountNotFound."""
     assert jmap.error("Mailbox/queryChanges", {"accountId": "bob", "sinceQueryState": "0"}) \
         == "accountNotFound"
+
+
+def test_tree_sorted_query_changes_report_the_moved_subtree(jmap):
+    """§5.6 with RFC 8621 §2.3 sortAsTree: renaming a parent moves its children too, so
+    they are reported (removed and re-added at their new index)."""
+    args = {"accountId": "alice", "sort": [{"property": "name"}], "sortAsTree": True}
+    before = jmap.call("Mailbox/query", args)
+    names = jmap.mailbox_ids()
+    jmap.call("Mailbox/set", {"accountId": "alice", "update": {names["Projects"]: {"name": "ZZZ"}}})
+    after = jmap.call("Mailbox/query", args)["ids"]
+    changes = jmap.call("Mailbox/queryChanges", {**args, "sinceQueryState": before["queryState"]})
+    moved = {names["Projects"], names["Apollo"], names["Zephyr"]}
+    assert set(changes["removed"]) == moved
+    assert changes["added"] == [{"id": i, "index": after.index(i)} for i in after if i in moved]
+    rebuilt = [i for i in before["ids"] if i not in changes["removed"]]
+    for entry in changes["added"]:
+        rebuilt.insert(entry["index"], entry["id"])
+    assert rebuilt == after
+
+
+def test_up_to_id_is_ignored_for_a_tree_sorted_query(jmap):
+    """§5.6: upToId only trims when filter and sort are immutable; sortAsTree orders by
+    the mutable parentId, so every added entry is reported."""
+    args = {"accountId": "alice", "sortAsTree": True}
+    before = jmap.call("Mailbox/query", args)
+    jmap.call("Mailbox/set", {"accountId": "alice", "create": {"n": {"name": "New"}}})
+    changes = jmap.call("Mailbox/queryChanges", {**args, "sinceQueryState": before["queryState"],
+                                                 "upToId": before["ids"][0]})
+    assert [entry["id"] for entry in changes["added"]] == ["M22"]
