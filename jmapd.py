@@ -17,6 +17,7 @@ Map (the banners below carry the same numbers; `grep -n '^# [0-9]' jmapd.py`):
     5. Core: session and requests
     6. Standard methods engine
     7. Binary data
+    8. MIME
     9. Mail data types
    14. Network I/O
    16. Seeds
@@ -59,10 +60,12 @@ import datetime
 import email.utils
 import functools
 import hashlib
+import html
 import http.server
 import json
 import logging
 import os
+import quopri
 import re
 import secrets
 import signal
@@ -573,6 +576,31 @@ CREATE TABLE blob_ref (
     type TEXT NOT NULL, expires REAL,
     PRIMARY KEY (account_id, blob_id, holder)) WITHOUT ROWID;
 CREATE INDEX blob_ref_by_blob ON blob_ref (blob_id);
+CREATE TABLE blob_part (
+    id TEXT PRIMARY KEY, message_blob_id TEXT NOT NULL, part_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE email (
+    account_id TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL UNIQUE,
+    blob_id TEXT NOT NULL, thread_id TEXT NOT NULL, size INTEGER NOT NULL,
+    received_at INTEGER NOT NULL, sent_at INTEGER,
+    subject_key TEXT NOT NULL, from_key TEXT NOT NULL, to_key TEXT NOT NULL,
+    has_attachment INTEGER NOT NULL, parsed TEXT NOT NULL,
+    PRIMARY KEY (account_id, id)) WITHOUT ROWID;
+CREATE INDEX email_by_received ON email (account_id, received_at, id);
+CREATE INDEX email_by_thread ON email (account_id, thread_id, received_at);
+CREATE TABLE email_mailbox (
+    account_id TEXT NOT NULL, mailbox_id TEXT NOT NULL, email_id TEXT NOT NULL,
+    PRIMARY KEY (account_id, mailbox_id, email_id)) WITHOUT ROWID;
+CREATE INDEX email_mailbox_by_email ON email_mailbox (account_id, email_id);
+CREATE TABLE email_keyword (
+    account_id TEXT NOT NULL, keyword TEXT NOT NULL, email_id TEXT NOT NULL,
+    PRIMARY KEY (account_id, keyword, email_id)) WITHOUT ROWID;
+CREATE INDEX email_keyword_by_email ON email_keyword (account_id, email_id);
+CREATE TABLE thread_key (
+    account_id TEXT NOT NULL, message_id TEXT NOT NULL, subject_key TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    PRIMARY KEY (account_id, message_id, subject_key, thread_id)) WITHOUT ROWID;
+CREATE VIRTUAL TABLE email_text USING fts5(
+    subject, sender, recipient, cc, bcc, body, tokenize = 'unicode61 remove_diacritics 2');
 """
 SCHEMA_VERSION = 1
 MIGRATIONS: list[str] = []  # MIGRATIONS[n - 1] upgrades user_version n to n + 1
@@ -672,6 +700,7 @@ class Sort:
     is_text: bool = False
     column: str | None = None
     argument: str | None = None
+    prekeyed: str | None = None  # the collation whose sort key `column` already holds
 
 
 def json_path_sql(path: str) -> str:
@@ -783,7 +812,7 @@ def compile_sort(sorts: dict[str, Sort], comparators: list,
                                         f"'{spec.argument}' String")
             params.append(comparator[spec.argument])
         column = spec.column or json_path_sql(spec.path)
-        if spec.is_text:  # the collation name is one of COLLATION_KEYS, safe to inline
+        if spec.is_text and collation != spec.prekeyed:  # a known name: safe to inline
             column = f"jmap_sort_key('{collation}', {column})"
         terms.append(f"{column} {'ASC' if ascending else 'DESC'}")
     return ", ".join(terms + [f"{tie_breaker} ASC"]), params
@@ -968,6 +997,15 @@ class Store:
             "WHERE account_id = ? AND type = ? AND id = ? AND NOT destroyed",
             (json.dumps(data), modseq, now, content_changed, modseq,
              account_id, type_name, object_id))
+        self._touch(account_id, type_name, modseq)
+        return modseq
+
+    def touch_object(self, account_id: str, type_name: str, object_id: str, now: float) -> int:
+        """A new modseq for an object whose computed properties (counts) changed."""
+        modseq = self.next_modseq(account_id)
+        self.db.execute("UPDATE object SET updated_modseq = ?, changed_at = ? "
+                        "WHERE account_id = ? AND type = ? AND id = ? AND NOT destroyed",
+                        (modseq, now, account_id, type_name, object_id))
         self._touch(account_id, type_name, modseq)
         return modseq
 
@@ -1597,8 +1635,10 @@ class DataType:
     sorts: dict[str, Sort] = {}
     count_properties: tuple[str, ...] = ()    # /changes updatedProperties (RFC 8621 §2.2)
     indexed: dict[str, int] = {}              # stored property -> rows per value (SQL index)
+    get_arguments: dict[str, tuple[JmapType, Any]] = {}
     set_arguments: dict[str, tuple[JmapType, Any]] = {}
     query_arguments: dict[str, tuple[JmapType, Any]] = {}
+    default_properties: tuple[str, ...] | None = None  # /get without properties; None: all
     immutable_query_properties: frozenset[str] = frozenset()  # /queryChanges upToId
 
     def method_specs(self) -> dict[str, MethodSpec]:
@@ -1625,6 +1665,29 @@ class DataType:
                 if k != "id" and k in self.properties and not self.properties[k].computed}
 
     # -- hooks, each a no-op until a data type's RFC needs it --
+
+    def accepts_property(self, name: str) -> bool:
+        """Whether /get may ask for this property (Email adds header:* forms)."""
+        return name in self.properties
+
+    def render(self, call: MethodCall, account: Account, records: dict[str, dict],
+               wanted: list[str], extra: dict) -> dict[str, dict]:
+        """The wire form of each record with the wanted properties (/get)."""
+        self.compute(call, account, records)
+        return {object_id: present(self, object_id, record, wanted)
+                for object_id, record in records.items()}
+
+    def resolve_references(self, context: "SetContext", given: dict) -> dict:
+        """Replace '#creation' references that Prop.reference cannot express."""
+        return given
+
+    def before_create(self, context: "SetContext", given: dict, base: dict | None) -> None:
+        """Raise SetError to refuse a create before its properties are checked."""
+
+    def after_write(self, context: "SetContext", object_id: str, record: dict | None,
+                    existing: dict | None) -> None:
+        """Keep a type's own tables in step: after a create (existing None), an
+        update, or a destroy (record None)."""
 
     def validate(self, context: SetContext, object_id: str, record: dict,
                  existing: dict | None) -> None:
@@ -1696,6 +1759,7 @@ def standard_get(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     account = call.account(args)
     ids = args.get("ids", list_of(IdOrCreationRef), nullable=True)
     wanted = args.get("properties", list_of(String), nullable=True)
+    extra = read_extra(args, datatype_.get_arguments)
     args.finish()
     call.require("read", account)
     wanted = _wanted_properties(datatype_, wanted)
@@ -1712,9 +1776,9 @@ def standard_get(datatype_: DataType, call: MethodCall, args: Args) -> dict:
         resolved = {i: call.resolve_creation_id(i) for i in ids}
         records = call.store.get_objects(account.id, datatype_.name,
                                          [r for r in resolved.values() if r])
-    datatype_.compute(call, account, records)
-    found = [present(datatype_, object_id, records[object_id], wanted)
-             for object_id in (call.resolve_creation_id(i) for i in ids) if object_id in records]
+    shown = datatype_.render(call, account, records, wanted, extra)
+    found = [shown[object_id] for object_id in (call.resolve_creation_id(i) for i in ids)
+             if object_id in records]
     not_found = [i for i in ids if call.resolve_creation_id(i) not in records]
     return {"accountId": account.id, "state": type_state(call, account, datatype_),
             "list": found, "notFound": not_found}
@@ -1722,11 +1786,13 @@ def standard_get(datatype_: DataType, call: MethodCall, args: Args) -> dict:
 
 def _wanted_properties(datatype_: DataType, wanted: list[str] | None) -> list[str]:
     if wanted is None:
-        return list(datatype_.properties)
-    unknown = [name for name in wanted if name not in datatype_.properties]
+        return list(datatype_.default_properties or datatype_.properties)
+    unknown = [name for name in wanted if not datatype_.accepts_property(name)]
     if unknown:
         raise invalid_arguments(f"properties: {datatype_.name} has no property {unknown[0]!r}")
-    return ["id"] + [name for name in datatype_.properties if name in wanted and name != "id"]
+    declared = [name for name in datatype_.properties if name in wanted and name != "id"]
+    dynamic = [name for name in dict.fromkeys(wanted) if name not in datatype_.properties]
+    return ["id"] + declared + dynamic
 
 
 def present(datatype_: DataType, object_id: str, record: dict, wanted: Iterable[str]) -> dict:
@@ -1843,7 +1909,8 @@ def _create_one(context: SetContext, creation_id: str, given: Any,
     datatype_ = context.datatype
     if not isinstance(given, dict):
         raise SetError("invalidProperties", f"a {datatype_.name} must be a JSON object")
-    given = check_properties(context, given, existing=None)
+    datatype_.before_create(context, given, base)
+    given = check_properties(context, datatype_.resolve_references(context, given), existing=None)
     record = {**datatype_.defaults, **(base or {}), **given}
     missing = [k for k, p in datatype_.properties.items()
                if k not in record and not p.server_set and not p.computed and k != "id"]
@@ -1853,6 +1920,7 @@ def _create_one(context: SetContext, creation_id: str, given: Any,
     datatype_.validate(context, object_id, record, None)
     context.store.insert_object(context.account.id, datatype_.name, object_id,
                                 datatype_.stored(record), context.now)
+    datatype_.after_write(context, object_id, record, None)
     context.call.created_ids[creation_id] = object_id
     shown = {object_id: dict(record)}
     datatype_.compute(context.call, context.account, shown)
@@ -1916,12 +1984,14 @@ def _update_one(context: SetContext, object_id: str, patch: Any) -> dict | None:
     removed = [k for k in changed if k not in patched and k in datatype_.properties]
     if removed:
         raise SetError.invalid_properties(removed, f"{removed[0]} cannot be removed")
-    changed = check_properties(context, changed, existing=before)
+    changed = check_properties(context, datatype_.resolve_references(context, changed),
+                               existing=before)
     record = {**existing, **changed}
     datatype_.validate(context, object_id, record, existing)
     if datatype_.stored(record) != datatype_.stored(existing):
         store.update_object(context.account.id, datatype_.name, object_id,
                             datatype_.stored(record), context.now)
+        datatype_.after_write(context, object_id, record, existing)
     after = {object_id: dict(record)}
     datatype_.compute(context.call, context.account, after)
     requested = {key.split("/", 1)[0] for key in patch}  # RFC 8620 §5.3 "updated"
@@ -1935,6 +2005,7 @@ def _destroy_one(context: SetContext, object_id: str, _: Any) -> str:
     context.datatype.before_destroy(context, object_id, record)
     context.store.destroy_object(context.account.id, context.datatype.name, object_id,
                                  context.now)
+    context.datatype.after_write(context, object_id, None, record)
     return object_id
 
 
@@ -2148,12 +2219,25 @@ def _purge_blobs_now_and_then(core: JmapCore, now: float) -> None:
         core._blobs_purged_at = now
 
 
+BLOB_SOURCES: list[Callable[[Store, str], bytes | None]] = []  # derived blobs (MIME parts)
+
+
+def blob_content(store: Store, blob_id: str) -> bytes | None:
+    """A blob's octets: stored ones, else derived ones (e.g. a part of a stored message)."""
+    data = store.blob_data(blob_id)
+    for derive in BLOB_SOURCES if data is None else ():
+        data = derive(store, blob_id)
+        if data is not None:
+            break
+    return data
+
+
 def download_blob(core: JmapCore, user: User, account_id: str, blob_id: str) -> tuple[bytes, str]:
     """RFC 8620 §6.2: the blob's octets and stored type; 404 if the account lacks it."""
     with core.store.transaction():
         account = core.visible_account(user, account_id)
         stored_type = account and core.store.blob_type(account.id, blob_id, core.now())
-        data = core.store.blob_data(blob_id) if stored_type else None
+        data = blob_content(core.store, blob_id) if stored_type else None
     if data is None:
         raise RequestError.http(404, "no such blob in this account")
     return data, stored_type
@@ -2191,6 +2275,554 @@ def blob_copy(call: MethodCall, args: Args) -> dict:
 
 
 # =============================================================================
+# 8. MIME
+# =============================================================================
+# RFC 8621 §4.1 from raw RFC 5322 / MIME octets, parsed once when a message
+# arrives: header fields with their exact raw values, the body part tree with
+# byte offsets (so a part's content is a slice of the raw message, never a
+# re-parse), textBody/htmlBody/attachments (§4.1.4), preview and search text.
+# Parsing is best effort: a malformed message still yields an Email.
+
+MAX_MIME_DEPTH = 32
+PREVIEW_LENGTH = 256  # RFC 8621 §4.1.4: "MUST NOT be more than 256 characters"
+_ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([QqBb])\?([^?\s]*)\?=")
+_LINE_END = re.compile(rb"\r?\n")
+
+
+@dataclasses.dataclass(slots=True)
+class MimePart:
+    """One MIME entity: headers, type, and where its (encoded) body lies in the raw octets."""
+    headers: list[tuple[str, str]]
+    type: str
+    params: dict[str, str]
+    start: int
+    end: int
+    part_id: str | None = None
+    sub_parts: list["MimePart"] = dataclasses.field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        """The last instance of a header field, raw (RFC 8621 §4.1.3)."""
+        values = [v for n, v in self.headers if n.lower() == name]
+        return values[-1] if values else None
+
+
+def decode_raw_header(octets: bytes) -> str:
+    """RFC 8621 §4.1.2.1: UTF-8, invalid runs as U+FFFD, NUL dropped."""
+    return octets.replace(b"\0", b"").decode("utf-8", errors="replace")
+
+
+def split_header_block(raw: bytes, start: int, end: int) -> tuple[list[tuple[str, str]], int]:
+    """Header fields [(name, raw value)] of the entity at raw[start:end], and where
+    its body starts. Lines without a colon are skipped; a blank line ends the block."""
+    fields: list[tuple[str, bytearray]] = []
+    position = start
+    while position < end:
+        match = _LINE_END.search(raw, position, end)
+        line_end, next_line = (match.start(), match.end()) if match else (end, end)
+        line = raw[position:line_end]
+        if not line:
+            return _decode_fields(fields), next_line
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1][1].extend(raw[position - (2 if raw[position - 2:position] == b"\r\n"
+                                                 else 1):line_end])
+        elif b":" in line:
+            name, _, value = line.partition(b":")
+            fields.append((name.strip().decode("ascii", errors="replace"), bytearray(value)))
+        position = next_line
+    return _decode_fields(fields), end
+
+
+def _decode_fields(fields: list) -> list[tuple[str, str]]:
+    return [(name, decode_raw_header(bytes(value))) for name, value in fields if name]
+
+
+def unfold(value: str) -> str:
+    """RFC 5322 §2.2.3: remove CRLF before white space."""
+    return re.sub(r"\r?\n(?=[ \t])", "", value)
+
+
+def decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
+    """Octets in a charset -> (text, isEncodingProblem); unknown charsets try UTF-8."""
+    name = (charset or "us-ascii").strip().strip('"').lower()
+    if name in ("us-ascii", "ascii", "ansi_x3.4-1968"):
+        name = "utf-8"  # 8-bit octets in "ASCII" text are nearly always UTF-8 in practice
+    try:
+        return data.decode(name), False
+    except LookupError:
+        text = data.decode("utf-8", errors="replace")
+        return text, True
+    except UnicodeDecodeError:
+        if name == "utf-8":
+            return data.decode("utf-8", errors="replace"), True
+        return data.decode(name, errors="replace"), True
+
+
+def decode_encoded_words(text: str) -> str:
+    """RFC 2047: decode well-placed encoded words; adjacent ones join without space."""
+    pieces, last_end, previous_was_word = [], 0, False
+    for match in _ENCODED_WORD.finditer(text):
+        before = text[last_end:match.start()]
+        after = text[match.end():match.end() + 1]
+        if (match.start() and not text[match.start() - 1].isspace()
+                and text[match.start() - 1] not in "(\"") or (after and not after.isspace()
+                                                              and after not in ")\""):
+            continue  # RFC 8621 §4.1.2.2: misplaced syntax is not decoded
+        decoded = _decode_word(*match.groups())
+        if decoded is None:
+            continue
+        if not (previous_was_word and not before.strip()):
+            pieces.append(before)
+        pieces.append(decoded)
+        last_end, previous_was_word = match.end(), True
+    pieces.append(text[last_end:])
+    return "".join(pieces)
+
+
+def _decode_word(charset: str, encoding: str, payload: str) -> str | None:
+    try:
+        if encoding in "Bb":
+            data = base64.b64decode(payload + "=" * (-len(payload) % 4))
+        else:
+            data = re.sub(rb"=([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]),
+                          payload.replace("_", " ").encode("ascii", errors="replace"))
+    except (ValueError, UnicodeError):
+        return None
+    text, _ = decode_bytes(data, charset)
+    return "".join(ch for ch in text if ch == "\t" or unicodedata.category(ch) != "Cc")
+
+
+# --- 8.1 Header field parsed forms (RFC 8621 §4.1.2) ---------------------------
+
+def header_as_text(raw: str) -> str:
+    """RFC 8621 §4.1.2.2: unfolded, leading spaces removed, RFC 2047 decoded, NFC."""
+    return unicodedata.normalize("NFC", decode_encoded_words(unfold(raw).lstrip(" ").rstrip("\r\n")))
+
+
+_ADDRESS_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|\((?:[^()\\]|\\.)*\)?|<[^>]*>?|[,:;@]|[^\s",:;@<(]+')
+
+
+def _address_tokens(value: str) -> list[str]:
+    return _ADDRESS_TOKEN.findall(unfold(value))
+
+
+def _phrase(words: list[str]) -> str | None:
+    """A display-name from atoms and quoted strings (RFC 8621 §4.1.2.3 "name")."""
+    parts = []
+    for word in words:
+        if word.startswith('"'):
+            parts.append(re.sub(r"\\(.)", r"\1", word[1:-1] if word.endswith('"') else word[1:]))
+        else:
+            parts.append(word)
+    text = decode_encoded_words(" ".join(parts))
+    text = " ".join(text.split())
+    return unicodedata.normalize("NFC", text) if text else None
+
+
+def header_as_grouped_addresses(raw: str) -> list[dict]:
+    """RFC 8621 §4.1.2.4: address-list with groups; best effort on invalid input."""
+    groups: list[dict] = [{"name": None, "addresses": []}]
+    words: list[str] = []
+    state = {"angle": None, "comment": None, "in_group": False}
+
+    def flush() -> None:
+        mailbox = _mailbox(words, state["angle"], state["comment"])
+        if mailbox:
+            groups[-1]["addresses"].append(mailbox)
+        words.clear()
+        state["angle"] = state["comment"] = None
+    for token in _address_tokens(raw):
+        if token == ":" and not state["in_group"] and state["angle"] is None:
+            groups.append({"name": _phrase(words), "addresses": []})
+            words.clear()
+            state["in_group"] = True
+        elif token == ";" and state["in_group"]:
+            flush()
+            groups.append({"name": None, "addresses": []})
+            state["in_group"] = False
+        elif token == ",":
+            flush()
+        elif token.startswith("<"):
+            state["angle"] = token[1:-1] if token.endswith(">") else token[1:]
+        elif token.startswith("("):
+            state["comment"] = token[1:-1] if token.endswith(")") else token[1:]
+        else:
+            words.append(token)
+    flush()
+    return _merge_ungrouped(groups)
+
+
+def _merge_ungrouped(groups: list[dict]) -> list[dict]:
+    """Consecutive ungrouped mailboxes share one group object; empty ungrouped go."""
+    merged: list[dict] = []
+    for group in groups:
+        if group["name"] is None and not group["addresses"]:
+            continue
+        if group["name"] is None and merged and merged[-1]["name"] is None:
+            merged[-1]["addresses"].extend(group["addresses"])
+        else:
+            merged.append(group)
+    return merged
+
+
+def _mailbox(words: list[str], angle: str | None, comment: str | None) -> dict | None:
+    if angle is not None:
+        return {"name": _phrase(words) or _phrase([comment] if comment else []),
+                "email": angle.strip()}
+    if not words:
+        return None
+    return {"name": _phrase([comment]) if comment else None,
+            "email": "".join(w.strip('"') for w in words)}
+
+
+def header_as_addresses(raw: str) -> list[dict]:
+    """RFC 8621 §4.1.2.3: every mailbox of the address-list, groups flattened."""
+    return [address for group in header_as_grouped_addresses(raw)
+            for address in group["addresses"]]
+
+
+def header_as_message_ids(raw: str) -> list[str] | None:
+    """RFC 8621 §4.1.2.5: msg-ids without CFWS and angle brackets; null if unparseable."""
+    value = re.sub(r"\((?:[^()\\]|\\.)*\)", " ", unfold(raw))
+    ids = re.findall(r"<([^<>\s]+)>", value)
+    leftover = re.sub(r"<[^<>\s]+>", "", value).replace(",", " ").strip()
+    return ids if ids and not leftover else None
+
+
+def header_as_date(raw: str) -> str | None:
+    """RFC 8621 §4.1.2.6: an RFC 5322 date-time as a Date, or null."""
+    try:
+        moment = email.utils.parsedate_to_datetime(unfold(raw).strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # "-0000": no known offset; treat as UTC
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    offset = moment.utcoffset() or datetime.timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    if minutes == 0:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    sign = "+" if minutes > 0 else "-"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def header_as_urls(raw: str) -> list[str] | None:
+    """RFC 8621 §4.1.2.7 (RFC 2369): the <URL> items, or null."""
+    value = re.sub(r"\((?:[^()\\]|\\.)*\)", " ", unfold(raw))
+    urls = [re.sub(r"\s+", "", url) for url in re.findall(r"<([^>]*)>", value)]
+    return urls or None
+
+
+HEADER_FORMS = {  # RFC 8621 §4.1.2: form name -> parser of a raw value
+    "asRaw": lambda raw: raw,
+    "asText": header_as_text,
+    "asAddresses": header_as_addresses,
+    "asGroupedAddresses": header_as_grouped_addresses,
+    "asMessageIds": header_as_message_ids,
+    "asDate": header_as_date,
+    "asURLs": header_as_urls,
+}
+_ADDRESS_HEADERS = {"from", "sender", "reply-to", "to", "cc", "bcc", "resent-from",
+                    "resent-sender", "resent-reply-to", "resent-to", "resent-cc", "resent-bcc"}
+# RFC 8621 §4.1.2: which known (RFC 5322 / RFC 2369) fields allow which form.
+HEADER_FORM_FIELDS = {
+    "asText": {"subject", "comments", "keywords", "list-id"},
+    "asAddresses": _ADDRESS_HEADERS,
+    "asGroupedAddresses": _ADDRESS_HEADERS,
+    "asMessageIds": {"message-id", "in-reply-to", "references", "resent-message-id"},
+    "asDate": {"date", "resent-date"},
+    "asURLs": {"list-help", "list-unsubscribe", "list-subscribe", "list-post", "list-owner",
+               "list-archive"},
+}
+KNOWN_HEADERS = set().union(*HEADER_FORM_FIELDS.values()) | {
+    "return-path", "received", "resent-date", "keywords", "list-id"}
+
+
+def header_form_allowed(name: str, form: str) -> bool:
+    """RFC 8621 §4.1.2: forms outside their field list are refused for known fields."""
+    name = name.lower()
+    return form == "asRaw" or name in HEADER_FORM_FIELDS[form] or name not in KNOWN_HEADERS
+
+
+# --- 8.2 Content-Type and friends (RFC 2045, RFC 2231) --------------------------
+
+def parse_parameters(raw: str) -> tuple[str, dict[str, str]]:
+    """'text/plain; charset="utf-8"' -> ('text/plain', {'charset': 'utf-8'}), with RFC 2231
+    continuations and charset'lang'percent-encoding decoded."""
+    value = re.sub(r"\((?:[^()\\]|\\.)*\)", "", unfold(raw))
+    head, _, rest = value.partition(";")
+    params: dict[str, str] = {}
+    pieces: dict[str, dict[int, tuple[str, bool]]] = {}
+    for match in re.finditer(r'\s*([^=;\s]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)\s*;?', rest):
+        key, text = match.group(1).lower(), match.group(2).strip()
+        quoted = text.startswith('"')
+        text = re.sub(r"\\(.)", r"\1", text[1:-1]) if quoted and len(text) > 1 else text
+        continued = re.fullmatch(r"([^*]+)\*([0-9]+)(\*?)", key)
+        if continued:
+            pieces.setdefault(continued.group(1), {})[int(continued.group(2))] = (
+                text, bool(continued.group(3)))
+        elif key.endswith("*"):
+            params[key[:-1]] = _decode_2231(text, True)
+        else:
+            params.setdefault(key, text)
+    for key, numbered in pieces.items():
+        joined = "".join(_decode_2231(t, encoded and i == 0, charset_in=encoded and i != 0)
+                         for i, (t, encoded) in sorted(numbered.items()))
+        params[key] = joined
+    return "".join(head.split()).lower(), params
+
+
+def _decode_2231(text: str, encoded: bool, charset_in: bool = False) -> str:
+    if charset_in:
+        return urllib.parse.unquote(text, errors="replace")
+    if not encoded:
+        return text
+    charset, _, remainder = text.partition("'")
+    _, _, data = remainder.partition("'")
+    if not remainder:
+        return urllib.parse.unquote(text, errors="replace")
+    decoded, _ = decode_bytes(urllib.parse.unquote_to_bytes(data), charset or "utf-8")
+    return decoded
+
+
+def part_content_type(part_headers: list, default: str) -> tuple[str, dict]:
+    raw = next((v for n, v in reversed(part_headers) if n.lower() == "content-type"), None)
+    if raw is None:
+        return default, {}
+    media_type, params = parse_parameters(raw)
+    if not re.fullmatch(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", media_type):
+        return "text/plain", {}  # RFC 2045 §5.2: an invalid type defaults to text/plain
+    return media_type, params
+
+
+# --- 8.3 The body part tree --------------------------------------------------
+
+def parse_mime(raw: bytes) -> MimePart:
+    """The whole message as a MimePart tree, part ids numbered depth first."""
+    counter = [0]
+    return _parse_entity(raw, 0, len(raw), "text/plain", counter, 0)
+
+
+def _parse_entity(raw: bytes, start: int, end: int, default_type: str, counter: list,
+                  depth: int) -> MimePart:
+    headers, body_start = split_header_block(raw, start, end)
+    media_type, params = part_content_type(headers, default_type)
+    part = MimePart(headers, media_type, params, body_start, end)
+    boundary = params.get("boundary")
+    if media_type.startswith("multipart/") and boundary and depth < MAX_MIME_DEPTH:
+        spans = _multipart_spans(raw, body_start, end, boundary.encode("utf-8", "replace"))
+        if spans:
+            child_default = "message/rfc822" if media_type == "multipart/digest" else "text/plain"
+            part.sub_parts = [_parse_entity(raw, s, e, child_default, counter, depth + 1)
+                              for s, e in spans]
+            return part
+    if media_type.startswith("multipart/"):
+        part.type, part.params = "text/plain", {}  # broken multipart: show it as text
+    counter[0] += 1
+    part.part_id = str(counter[0])
+    return part
+
+
+def _multipart_spans(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
+    """The (start, end) of each body part between boundary delimiter lines (RFC 2046 §5.1.1)."""
+    delimiter = re.compile(rb"(?:^|\r?\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|$)",
+                           re.M)
+    spans, part_start = [], None
+    for match in delimiter.finditer(raw, start, end):
+        if part_start is not None:
+            spans.append((part_start, match.start()))
+        if match.group(1):
+            return spans
+        line_end = _LINE_END.search(raw, match.end(), end)
+        part_start = line_end.end() if line_end else end
+    if part_start is not None and part_start < end:
+        spans.append((part_start, end))  # no closing delimiter: the rest is the last part
+    return spans
+
+
+def transfer_decode(raw: bytes, part: MimePart) -> tuple[bytes, bool]:
+    """A part's content after Content-Transfer-Encoding; (octets, unknown encoding?)."""
+    encoding = (part.header("content-transfer-encoding") or "").strip().lower()
+    body = raw[part.start:part.end]
+    if encoding == "base64":
+        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", body)
+        try:
+            return base64.b64decode(cleaned[:len(cleaned) - len(cleaned) % 4]), False
+        except ValueError:
+            return b"", True
+    if encoding == "quoted-printable":
+        return quopri.decodestring(body), False
+    return body, encoding not in ("", "7bit", "8bit", "binary")
+
+
+# --- 8.4 EmailBodyPart, textBody/htmlBody/attachments (RFC 8621 §4.1.4) --------
+
+def _is_inline_media(media_type: str) -> bool:
+    return media_type.startswith(("image/", "audio/", "video/"))
+
+
+def body_lists(root: dict) -> tuple[list, list, list]:
+    """The RFC 8621 §4.1.4 suggested algorithm, over stored part dicts."""
+    text_body: list = []
+    html_body: list = []
+    attachments: list = []
+    _walk_structure([root], "mixed", False, html_body, text_body, attachments)
+    return text_body, html_body, attachments
+
+
+def _walk_structure(parts: list, multipart_type: str, in_alternative: bool,
+                    html_body: list | None, text_body: list | None, attachments: list) -> None:
+    text_length = len(text_body) if text_body is not None else -1
+    html_length = len(html_body) if html_body is not None else -1
+    for index, part in enumerate(parts):
+        media_type = part["type"]
+        is_inline = (part["disposition"] != "attachment"
+                     and (media_type in ("text/plain", "text/html") or _is_inline_media(media_type))
+                     and (index == 0 or (multipart_type != "related"
+                                         and (_is_inline_media(media_type) or not part["name"]))))
+        if media_type.startswith("multipart/"):
+            sub_type = media_type.split("/", 1)[1]
+            _walk_structure(part["subParts"], sub_type, in_alternative or sub_type == "alternative",
+                            html_body, text_body, attachments)
+        elif is_inline:
+            if multipart_type == "alternative":
+                target = {"text/plain": text_body, "text/html": html_body}.get(media_type, attachments)
+                if target is not None:
+                    target.append(part)
+                continue
+            if in_alternative:
+                if media_type == "text/plain":
+                    html_body = None
+                if media_type == "text/html":
+                    text_body = None
+            for body in (text_body, html_body):
+                if body is not None:
+                    body.append(part)
+            if (text_body is None or html_body is None) and _is_inline_media(media_type):
+                attachments.append(part)
+        else:
+            attachments.append(part)
+    if multipart_type == "alternative" and text_body is not None and html_body is not None:
+        if text_length == len(text_body) and html_length != len(html_body):
+            text_body.extend(html_body[html_length:])  # found an HTML part only
+        if html_length == len(html_body) and text_length != len(text_body):
+            html_body.extend(text_body[text_length:])  # found a plain-text part only
+
+
+def describe_part(raw: bytes, part: MimePart, blob_ids: dict[str, tuple[str, int]]) -> dict:
+    """A stored EmailBodyPart (RFC 8621 §4.1.4) plus where its octets lie."""
+    headers = part.headers
+    has_type = any(n.lower() == "content-type" for n, _ in headers)
+    disposition_raw = part.header("content-disposition")
+    disposition, disposition_params = (parse_parameters(disposition_raw) if disposition_raw
+                                       else (None, {}))
+    name = disposition_params.get("filename") or part.params.get("name")
+    if name and "=?" in name:
+        name = decode_encoded_words(name)
+    charset = part.params.get("charset")
+    if charset is None and part.type.startswith("text/"):
+        charset = "us-ascii"
+    elif not part.type.startswith("text/") and has_type:
+        charset = part.params.get("charset")
+    cid = part.header("content-id")
+    language = part.header("content-language")
+    location = part.header("content-location")
+    described = {
+        "partId": part.part_id, "headers": [{"name": n, "value": v} for n, v in headers],
+        "name": name, "type": part.type, "charset": charset if part.part_id else None,
+        "disposition": disposition or None,
+        "cid": re.sub(r"^\s*<|>\s*$", "", unfold(cid)).strip() if cid else None,
+        "language": [t.strip() for t in unfold(language).split(",") if t.strip()] if language
+        else None,
+        "location": unfold(location).strip() if location else None,
+        "subParts": [describe_part(raw, sub, blob_ids) for sub in part.sub_parts]
+        if part.type.startswith("multipart/") else None,
+        "start": part.start, "end": part.end,
+    }
+    if part.part_id:
+        described["blobId"], described["size"] = blob_ids[part.part_id]
+    else:
+        described["blobId"] = None
+        described["size"] = sum(p["size"] for p in described["subParts"])
+    return described
+
+
+def _leaves(part: MimePart) -> Iterator[MimePart]:
+    if part.part_id:
+        yield part
+    for sub in part.sub_parts:
+        yield from _leaves(sub)
+
+
+def part_text(raw: bytes, part: dict) -> tuple[str, bool]:
+    """A text part's value: transfer- and charset-decoded, CRLF as LF (§4.1.4 bodyValues)."""
+    headers = [(h["name"], h["value"]) for h in part["headers"]]
+    octets, unknown_encoding = transfer_decode(raw, MimePart(headers, part["type"], {},
+                                                             part["start"], part["end"]))
+    text, problem = decode_bytes(octets, part["charset"])
+    return text.replace("\r\n", "\n"), problem or unknown_encoding
+
+
+def html_to_text(html_source: str) -> str:
+    """Visible text of HTML, for previews, search and snippets."""
+    text = re.sub(r"(?is)<(script|style|head)\b.*?</\1\s*>", " ", html_source)
+    text = re.sub(r"(?is)<br\s*/?>|</p\s*>|</div\s*>|</tr\s*>|</h[1-6]\s*>", "\n", text)
+    text = re.sub(r"(?s)<!--.*?-->|<[^>]*>", " ", text)
+    return html.unescape(text)
+
+
+def make_preview(text: str) -> str:
+    """RFC 8621 §4.1.4 preview: quoted lines skipped, white space collapsed, ≤ 256."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith(">")]
+    collapsed = " ".join(" ".join(lines).split())
+    return collapsed[:PREVIEW_LENGTH]
+
+
+@dataclasses.dataclass(slots=True)
+class ParsedEmail:
+    """What arrival parsing keeps of a message: enough for Email/get and the indexes."""
+    headers: list[tuple[str, str]]
+    structure: dict
+    text_body: list[str]
+    html_body: list[str]
+    attachments: list[str]
+    preview: str
+    has_attachment: bool
+    body_text: str                      # decoded text of the text body, for search
+    part_blobs: dict[str, bytes]        # blobId -> decoded content of each leaf part
+
+    def header(self, name: str) -> str | None:
+        values = [v for n, v in self.headers if n.lower() == name]
+        return values[-1] if values else None
+
+
+def parse_email(raw: bytes) -> ParsedEmail:
+    """Parse a message once, on arrival (RFC 8621 §4.1)."""
+    root = parse_mime(raw)
+    blob_ids, part_blobs = {}, {}
+    for leaf in _leaves(root):
+        octets, _ = transfer_decode(raw, leaf)
+        blob_id = "G" + hashlib.sha256(octets).hexdigest()
+        blob_ids[leaf.part_id] = (blob_id, len(octets))
+        part_blobs[blob_id] = octets
+    structure = describe_part(raw, root, blob_ids)
+    text_body, html_body, attachments = body_lists(structure)
+    body_text = _body_text(raw, text_body)
+    has_attachment = any(p["disposition"] != "inline" for p in attachments)
+    return ParsedEmail(root.headers, structure, [p["partId"] for p in text_body],
+                       [p["partId"] for p in html_body], [p["partId"] for p in attachments],
+                       make_preview(body_text), has_attachment, body_text, part_blobs)
+
+
+def _body_text(raw: bytes, parts: list[dict]) -> str:
+    texts = []
+    for part in parts:
+        if part["type"] in ("text/plain", "text/html"):
+            text, _ = part_text(raw, part)
+            texts.append(html_to_text(text) if part["type"] == "text/html" else text)
+    return "\n".join(texts)
+
+# =============================================================================
 # 9. Mail data types
 # =============================================================================
 # RFC 8621 in its own order. 9.1 Mailbox: a tree (parentId, no loops, unique
@@ -2202,6 +2834,10 @@ capability(URN_MAIL, lambda core: {},  # RFC 8621 §1.3.1: an empty object in th
            lambda core, account: dict(MAIL_ACCOUNT_LIMITS))
 
 # --- 9.1 Mailbox (RFC 8621 §2) -------------------------------------------------
+
+ON_MAILBOX_DESTROY: list[Callable] = []  # fn(context, mailbox_id): Email (9.3) empties it
+UNREAD_SQL = ("NOT EXISTS (SELECT 1 FROM email_keyword k WHERE k.account_id = m.account_id "
+              "AND k.email_id = m.email_id AND k.keyword IN ('$seen', '$draft'))")
 
 # RFC 8621 §2: the IANA "IMAP Mailbox Name Attributes" usable as roles, lowercased.
 MAILBOX_ROLES = ("all", "archive", "drafts", "flagged", "important", "inbox", "junk",
@@ -2322,10 +2958,13 @@ class Mailbox(DataType):
         if emails and not context.extra["onDestroyRemoveEmails"]:
             raise SetError("mailboxHasEmail", f"{emails} Email(s) remain; "
                            "pass onDestroyRemoveEmails to remove them")
+        for remove_emails in ON_MAILBOX_DESTROY if emails else ():
+            remove_emails(context, object_id)
 
     def email_count(self, context: SetContext, object_id: str) -> int:
-        """Emails in the mailbox: none until Email exists (section 9.3)."""
-        return 0
+        return context.store.db.execute(
+            "SELECT count(*) FROM email_mailbox WHERE account_id = ? AND mailbox_id = ?",
+            (context.account.id, object_id)).fetchone()[0]
 
     # -- computed properties --
 
@@ -2337,8 +2976,22 @@ class Mailbox(DataType):
             record["myRights"] = dict(rights)
 
     def counts(self, call: MethodCall, account: Account, ids: list[str]) -> dict[str, dict]:
-        """RFC 8621 §2 counts per mailbox: zero until Email exists (section 9.3)."""
-        return {object_id: dict.fromkeys(MAILBOX_COUNTS, 0) for object_id in ids}
+        """RFC 8621 §2 counts per mailbox, from the Email index tables (section 9.3).
+        An Email is unread without $seen and $draft; a Thread is unread in a Mailbox
+        when one of its unread Emails is there."""
+        counts = {object_id: dict.fromkeys(MAILBOX_COUNTS, 0) for object_id in ids}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = call.store.db.execute(
+                f"SELECT m.mailbox_id, count(*), sum({UNREAD_SQL}), count(DISTINCT e.thread_id), "
+                f"count(DISTINCT CASE WHEN {UNREAD_SQL} THEN e.thread_id END) FROM email_mailbox m "
+                f"JOIN email e ON e.account_id = m.account_id AND e.id = m.email_id "
+                f"WHERE m.account_id = ?1 AND m.mailbox_id IN "
+                f"({','.join('?' * len(chunk))}) GROUP BY m.mailbox_id", (account.id, *chunk))
+            for mailbox_id, total, unread, threads, unread_threads in rows:
+                counts[mailbox_id] = {"totalEmails": total, "unreadEmails": unread or 0,
+                                      "totalThreads": threads, "unreadThreads": unread_threads}
+        return counts
 
     # -- Mailbox/query's tree arguments (RFC 8621 §2.3) --
 
@@ -2390,6 +3043,742 @@ def tree_order(ordered: list[str], parents: dict[str, str | None]) -> list[str]:
         stack.extend(reversed(children.get(object_id, [])))
     return result
 
+
+# --- 9.2 Thread (RFC 8621 §3) --------------------------------------------------
+
+@datatype
+class Thread(DataType):
+    """RFC 8621 §3: the Emails of one conversation, oldest first. Server-maintained:
+    Email's writes keep it in step (see thread_sync)."""
+
+    name = "Thread"
+    capability = URN_MAIL
+    id_prefix = "T"
+    methods = ("get", "changes")
+    properties = {
+        "id": Prop(Id, server_set=True, immutable=True),
+        "emailIds": Prop(list_of(Id), server_set=True),
+    }
+
+
+_SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|antw)\s*(?:\[\d+\])?\s*:|\[[^\]]*\])\s*",
+                             re.I)
+
+
+def base_subject(subject: str | None) -> str:
+    """The subject without Re:/Fwd:/[list] prefixes (RFC 8621 §3, §4.4.2 "subject")."""
+    text = subject or ""
+    while True:
+        stripped = _SUBJECT_PREFIX.sub("", text, count=1)
+        if stripped == text:
+            return text.strip()
+        text = stripped
+
+
+def subject_key(subject: str | None) -> str:
+    """RFC 8621 §3: the base subject, ignoring white space and case, for threading."""
+    return "".join(base_subject(subject).split()).casefold()
+
+
+def thread_for(store: Store, core: JmapCore, account_id: str, message_ids: list[str],
+               subject: str) -> str:
+    """RFC 8621 §3 suggestion: a shared message id AND the same base subject."""
+    key = subject_key(subject)
+    found = None
+    for start in range(0, len(message_ids), 500):
+        chunk = message_ids[start:start + 500]
+        row = store.db.execute(
+            f"SELECT thread_id FROM thread_key WHERE account_id = ? AND subject_key = ? "
+            f"AND message_id IN ({','.join('?' * len(chunk))}) LIMIT 1",
+            (account_id, key, *chunk)).fetchone()
+        if row:
+            found = row[0]
+            break
+    thread_id = found or core.new_id("T")
+    store.db.executemany("INSERT OR IGNORE INTO thread_key (account_id, message_id, subject_key, "
+                         "thread_id) VALUES (?, ?, ?, ?)",
+                         [(account_id, m, key, thread_id) for m in message_ids])
+    return thread_id
+
+
+def thread_sync(context: SetContext, thread_id: str) -> None:
+    """Rewrite a Thread's emailIds (receivedAt order, ids breaking ties); drop it when empty."""
+    store, account_id = context.store, context.account.id
+    email_ids = [row[0] for row in store.db.execute(
+        "SELECT id FROM email WHERE account_id = ? AND thread_id = ? ORDER BY received_at, id",
+        (account_id, thread_id))]
+    existing = store.get_objects(account_id, "Thread", [thread_id]).get(thread_id)
+    if existing is None and email_ids:
+        store.insert_object(account_id, "Thread", thread_id, {"emailIds": email_ids}, context.now)
+    elif existing is not None and not email_ids:
+        store.destroy_object(account_id, "Thread", thread_id, context.now)
+        store.db.execute("DELETE FROM thread_key WHERE account_id = ? AND thread_id = ?",
+                         (account_id, thread_id))
+    elif existing is not None and existing["emailIds"] != email_ids:
+        store.update_object(account_id, "Thread", thread_id, {"emailIds": email_ids},
+                            context.now)
+
+
+# --- 9.3 Email (RFC 8621 §4) ---------------------------------------------------
+# 9.3.1 properties and storage. An Email's mutable properties (mailboxIds,
+# keywords) live in the engine's object row; its parsed message lives in the
+# email table, with memberships, keywords and FTS5 text indexed beside it.
+
+_KEYWORD_FORBIDDEN = set('(){]%*"\\')
+Keyword = JmapType("keyword", lambda v: isinstance(v, str) and 1 <= len(v) <= 255 and all(
+    "\x21" <= ch <= "\x7e" and ch not in _KEYWORD_FORBIDDEN for ch in v))
+TrueValue = JmapType("true", lambda v: v is True)
+EMAIL_BODY_PROPERTIES = ("partId", "blobId", "size", "headers", "name", "type", "charset",
+                         "disposition", "cid", "language", "location", "subParts")
+DEFAULT_BODY_PROPERTIES = ("partId", "blobId", "size", "name", "type", "charset",
+                           "disposition", "cid", "language", "location")  # RFC 8621 §4.2
+DEFAULT_EMAIL_PROPERTIES = (  # RFC 8621 §4.2: the default, not "all"
+    "id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt", "messageId",
+    "inReplyTo", "references", "sender", "from", "to", "cc", "bcc", "replyTo", "subject",
+    "sentAt", "hasAttachment", "preview", "bodyValues", "textBody", "htmlBody", "attachments")
+CONVENIENCE_HEADERS = {  # RFC 8621 §4.1.3: property -> (header field, parsed form)
+    "messageId": ("message-id", "asMessageIds"), "inReplyTo": ("in-reply-to", "asMessageIds"),
+    "references": ("references", "asMessageIds"), "sender": ("sender", "asAddresses"),
+    "from": ("from", "asAddresses"), "to": ("to", "asAddresses"), "cc": ("cc", "asAddresses"),
+    "bcc": ("bcc", "asAddresses"), "replyTo": ("reply-to", "asAddresses"),
+    "subject": ("subject", "asText"), "sentAt": ("date", "asDate"),
+}
+_HEADER_PROPERTY = re.compile(r"header:([\x21-\x39\x3b-\x7e]+)(?::(as[A-Za-z]+))?(:all)?")
+
+
+def parse_header_property(name: str) -> tuple[str, str, bool] | None:
+    """'header:List-Post:asURLs:all' -> ('List-Post', 'asURLs', True), or None if invalid."""
+    match = _HEADER_PROPERTY.fullmatch(name)
+    if not match or (match.group(2) or "asRaw") not in HEADER_FORMS:
+        return None
+    form = match.group(2) or "asRaw"
+    if not header_form_allowed(match.group(1), form):
+        return None
+    return match.group(1), form, bool(match.group(3))
+
+
+def header_value(headers: list, name: str, form: str, all_: bool) -> Any:
+    """A header property's value from [(name, raw)] (RFC 8621 §4.1.3)."""
+    parse = HEADER_FORMS[form]
+    values = [parse(raw) for field, raw in headers if field.lower() == name.lower()]
+    if all_:
+        return values
+    return values[-1] if values else None
+
+
+def _received_at_of(parsed: ParsedEmail) -> str | None:
+    """RFC 8621 §4.8 default receivedAt: the most recent Received header's date."""
+    received = next((v for n, v in parsed.headers if n.lower() == "received"), None)
+    if received and ";" in received:
+        date = header_as_date(received.rsplit(";", 1)[1])
+        if date:
+            return format_utc(datetime.datetime.fromisoformat(date.replace("Z", "+00:00")))
+    return None
+
+
+def _utc_seconds(value: str) -> int:
+    return int(datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+
+
+def _address_text(addresses: list[dict]) -> str:
+    return " ".join(filter(None, (f"{a['name'] or ''} {a['email']}".strip() for a in addresses)))
+
+
+def _address_sort_key(addresses: list[dict]) -> str:
+    first = addresses[0] if addresses else {"name": None, "email": ""}
+    return _unicode_casemap_key(first["name"] or first["email"] or "")
+
+
+def store_email_row(context: SetContext, object_id: str, record: dict, parsed: ParsedEmail) -> None:
+    """Insert the parsed message, its text index and its blob references."""
+    store, account_id = context.store, context.account.id
+    seq = store.db.execute("SELECT coalesce(max(seq), 0) + 1 FROM email").fetchone()[0]
+    subject = header_value(parsed.headers, "subject", "asText", False)
+    sent_at = header_value(parsed.headers, "date", "asDate", False)
+    addresses = {n: header_value(parsed.headers, n, "asAddresses", False) or []
+                 for n in ("from", "to", "cc", "bcc")}
+    stored = {"headers": parsed.headers, "structure": parsed.structure,
+              "textBody": parsed.text_body, "htmlBody": parsed.html_body,
+              "attachments": parsed.attachments, "preview": parsed.preview,
+              "hasAttachment": parsed.has_attachment}
+    store.db.execute(
+        "INSERT INTO email (account_id, id, seq, blob_id, thread_id, size, received_at, sent_at, "
+        "subject_key, from_key, to_key, has_attachment, parsed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (account_id, object_id, seq, record["blobId"], record["threadId"], record["size"],
+         _utc_seconds(record["receivedAt"]), _utc_seconds(sent_at) if sent_at else None,
+         _unicode_casemap_key(base_subject(subject)), _address_sort_key(addresses["from"]),
+         _address_sort_key(addresses["to"]), int(parsed.has_attachment),
+         json.dumps(stored, separators=(",", ":"))))
+    store.db.execute(
+        "INSERT INTO email_text (rowid, subject, sender, recipient, cc, bcc, body) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)", (seq, subject or "", _address_text(addresses["from"]),
+                                         _address_text(addresses["to"]),
+                                         _address_text(addresses["cc"]),
+                                         _address_text(addresses["bcc"]), parsed.body_text[:100_000]))
+    holder = f"Email/{object_id}"
+    store.add_blob_ref(account_id, record["blobId"], holder, "message/rfc822", None)
+    for part_blob, (part_id, media_type) in _part_blobs(parsed.structure).items():
+        store.db.execute("INSERT OR IGNORE INTO blob_part (id, message_blob_id, part_id) "
+                         "VALUES (?, ?, ?)", (part_blob, record["blobId"], part_id))
+        store.add_blob_ref(account_id, part_blob, holder, media_type, None)
+
+
+def part_blob_content(store: Store, blob_id: str) -> bytes | None:
+    """A body part's decoded octets, cut from its message (RFC 8621 §4.1.4 blobId)."""
+    row = store.db.execute("SELECT message_blob_id, part_id FROM blob_part WHERE id = ?",
+                           (blob_id,)).fetchone()
+    raw = store.blob_data(row[0]) if row else None
+    if raw is None:
+        return None
+    part = next((p for p in _leaves(parse_mime(raw)) if p.part_id == row[1]), None)
+    return transfer_decode(raw, part)[0] if part else None
+
+
+BLOB_SOURCES.append(part_blob_content)
+
+
+def _part_blobs(part: dict) -> dict[str, tuple[str, str]]:
+    found = {}
+    if part["blobId"]:
+        found[part["blobId"]] = (part["partId"], part["type"])
+    for sub in part["subParts"] or []:
+        found.update(_part_blobs(sub))
+    return found
+
+
+def delete_email_row(context: SetContext, object_id: str) -> str | None:
+    """Remove an Email's indexed rows and blob references; return its thread id."""
+    store, account_id = context.store, context.account.id
+    row = store.db.execute("SELECT seq, thread_id FROM email WHERE account_id = ? AND id = ?",
+                           (account_id, object_id)).fetchone()
+    if row is None:
+        return None
+    store.db.execute("DELETE FROM email_text WHERE rowid = ?", (row[0],))
+    for table in ("email_mailbox", "email_keyword"):
+        store.db.execute(f"DELETE FROM {table} WHERE account_id = ? AND email_id = ?",
+                         (account_id, object_id))
+    store.db.execute("DELETE FROM email WHERE account_id = ? AND id = ?", (account_id, object_id))
+    store.db.execute("DELETE FROM blob_ref WHERE account_id = ? AND holder = ?",
+                     (account_id, f"Email/{object_id}"))
+    return row[1]
+
+
+def sync_memberships(context: SetContext, object_id: str, record: dict | None,
+                     existing: dict | None) -> set[str]:
+    """Mirror mailboxIds and keywords into their index tables; return the Mailboxes
+    whose counts may have changed (RFC 8621 §2 counts)."""
+    store, account_id = context.store, context.account.id
+    old_boxes = set((existing or {}).get("mailboxIds", {}))
+    new_boxes = set((record or {}).get("mailboxIds", {}))
+    old_words = set((existing or {}).get("keywords", {}))
+    new_words = set((record or {}).get("keywords", {}))
+    for table, column, removed, added in (("email_mailbox", "mailbox_id", old_boxes - new_boxes,
+                                           new_boxes - old_boxes),
+                                          ("email_keyword", "keyword", old_words - new_words,
+                                           new_words - old_words)):
+        store.db.executemany(f"DELETE FROM {table} WHERE account_id = ? AND {column} = ? AND "
+                             f"email_id = ?", [(account_id, v, object_id) for v in removed])
+        store.db.executemany(f"INSERT OR IGNORE INTO {table} (account_id, {column}, email_id) "
+                             f"VALUES (?, ?, ?)", [(account_id, v, object_id) for v in added])
+    unread_changed = bool((old_words ^ new_words) & {"$seen", "$draft"})
+    return (old_boxes ^ new_boxes) | ((old_boxes | new_boxes) if unread_changed else set())
+
+
+# 9.3.2 query: filters and sorts as SQL over the email table (alias e).
+
+def _membership(table: str, column: str, negate: bool = False) -> Callable:
+    def build(value: Any) -> tuple[str, list]:
+        sql = (f"EXISTS (SELECT 1 FROM {table} x WHERE x.account_id = e.account_id "
+               f"AND x.email_id = e.id AND x.{column} = ?)")
+        return (f"NOT {sql}" if negate else sql), [value.lower() if column == "keyword" else value]
+    return build
+
+
+def _in_mailbox_other_than(ids: list[str]) -> tuple[str, list]:
+    marks = ",".join("?" * len(ids)) or "NULL"
+    return (f"EXISTS (SELECT 1 FROM email_mailbox x WHERE x.account_id = e.account_id "
+            f"AND x.email_id = e.id AND x.mailbox_id NOT IN ({marks}))", list(ids))
+
+
+_SOME_IN_THREAD = ("EXISTS (SELECT 1 FROM email t JOIN email_keyword k ON k.account_id = "
+                   "t.account_id AND k.email_id = t.id WHERE t.account_id = e.account_id "
+                   "AND t.thread_id = e.thread_id AND k.keyword = lower(?))")
+_ALL_IN_THREAD = ("NOT EXISTS (SELECT 1 FROM email t WHERE t.account_id = e.account_id AND "
+                  "t.thread_id = e.thread_id AND NOT EXISTS (SELECT 1 FROM email_keyword k "
+                  "WHERE k.account_id = t.account_id AND k.email_id = t.id AND k.keyword = lower(?)))")
+_HAS_KEYWORD = ("EXISTS (SELECT 1 FROM email_keyword k WHERE k.account_id = e.account_id "
+                "AND k.email_id = e.id AND k.keyword = lower(?))")
+
+
+def _compare(column: str, operator: str, convert: Callable = lambda v: v) -> Callable:
+    def build(value: Any) -> tuple[str, list]:
+        return f"{column} {operator} ?", [convert(value)]
+    return build
+
+
+def fts_query(text: str) -> str | None:
+    """RFC 8621 §4.4.1 search text as an FTS5 query: quoted phrases (\\-escapes inside)
+    and white-space separated tokens, all required. None when there is nothing to find."""
+    terms = []
+    for match in re.finditer(r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'|(\S+)', text):
+        phrase = match.group(1) if match.group(1) is not None else match.group(2)
+        term = re.sub(r"\\(.)", r"\1", phrase) if phrase is not None else match.group(3)
+        if term.strip():
+            terms.append('"' + term.replace('"', '""') + '"')
+    return " ".join(terms) or None
+
+
+def _text_search(columns: str) -> Callable:
+    def build(value: str) -> tuple[str, list]:
+        query = fts_query(value)
+        if query is None:
+            return "1", []
+        scoped = f"{{{columns}}} : ({query})" if columns else query
+        return "e.seq IN (SELECT rowid FROM email_text WHERE email_text MATCH ?)", [scoped]
+    return build
+
+
+def _header_match(value: list[str]) -> tuple[str, list]:
+    if not 1 <= len(value) <= 2:
+        raise invalid_arguments("filter: header must have one or two elements")
+    sql = ("EXISTS (SELECT 1 FROM json_each(e.parsed, '$.headers') h WHERE "
+           "jmap_sort_key('i;ascii-casemap', json_extract(h.value, '$[0]')) = "
+           "jmap_sort_key('i;ascii-casemap', ?)")
+    if len(value) == 1:
+        return sql + ")", [value[0]]
+    return sql + " AND jmap_contains(json_extract(h.value, '$[1]'), ?))", [value[0], value[1]]
+
+
+EMAIL_FILTERS = {  # RFC 8621 §4.4.1
+    "inMailbox": Filter("sql", type=Id, build=_membership("email_mailbox", "mailbox_id")),
+    "inMailboxOtherThan": Filter("sql", type=list_of(Id), build=_in_mailbox_other_than),
+    "before": Filter("sql", type=UTCDate, build=_compare("e.received_at", "<", _utc_seconds)),
+    "after": Filter("sql", type=UTCDate, build=_compare("e.received_at", ">=", _utc_seconds)),
+    "minSize": Filter("sql", type=UnsignedInt, build=_compare("e.size", ">=")),
+    "maxSize": Filter("sql", type=UnsignedInt, build=_compare("e.size", "<")),
+    "allInThreadHaveKeyword": Filter("sql", type=Keyword, build=lambda v: (_ALL_IN_THREAD, [v])),
+    "someInThreadHaveKeyword": Filter("sql", type=Keyword, build=lambda v: (_SOME_IN_THREAD, [v])),
+    "noneInThreadHaveKeyword": Filter("sql", type=Keyword,
+                                      build=lambda v: (f"NOT {_SOME_IN_THREAD}", [v])),
+    "hasKeyword": Filter("sql", type=Keyword, build=_membership("email_keyword", "keyword")),
+    "notKeyword": Filter("sql", type=Keyword,
+                         build=_membership("email_keyword", "keyword", negate=True)),
+    "hasAttachment": Filter("sql", type=Boolean,
+                            build=lambda v: ("e.has_attachment = ?", [int(v)])),
+    "text": Filter("sql", build=_text_search("")),
+    "from": Filter("sql", build=_text_search("sender")),
+    "to": Filter("sql", build=_text_search("recipient")),
+    "cc": Filter("sql", build=_text_search("cc")),
+    "bcc": Filter("sql", build=_text_search("bcc")),
+    "subject": Filter("sql", build=_text_search("subject")),
+    "body": Filter("sql", build=_text_search("body")),
+    "header": Filter("sql", type=list_of(String), build=_header_match),
+}
+EMAIL_SORTS = {  # RFC 8621 §4.4.2
+    "receivedAt": Sort(column="e.received_at"),
+    "sentAt": Sort(column="e.sent_at"),
+    "size": Sort(column="e.size"),
+    "from": Sort(column="e.from_key", is_text=True, prekeyed="i;unicode-casemap"),
+    "to": Sort(column="e.to_key", is_text=True, prekeyed="i;unicode-casemap"),
+    "subject": Sort(column="e.subject_key", is_text=True, prekeyed="i;unicode-casemap"),
+    "hasKeyword": Sort(column=_HAS_KEYWORD, argument="keyword"),
+    "allInThreadHaveKeyword": Sort(column=_ALL_IN_THREAD, argument="keyword"),
+    "someInThreadHaveKeyword": Sort(column=_SOME_IN_THREAD, argument="keyword"),
+}
+MAIL_ACCOUNT_LIMITS["emailQuerySortOptions"] = list(EMAIL_SORTS)
+
+
+# 9.3.3 the data type.
+
+def _true_map(key: JmapType) -> JmapType:
+    return map_of(TrueValue, key=key)
+
+
+def _parsed_property(name: str) -> Prop:
+    return Prop(AnyJson, nullable=True, immutable=True, computed=True)
+
+
+@datatype
+class Email(DataType):
+    """RFC 8621 §4: a message with its mailboxes and keywords."""
+
+    name = "Email"
+    capability = URN_MAIL
+    id_prefix = "E"
+    methods = ("get", "changes", "query", "queryChanges", "set")
+    properties = {
+        "id": Prop(Id, server_set=True, immutable=True),
+        "blobId": Prop(Id, server_set=True, immutable=True),
+        "threadId": Prop(Id, server_set=True, immutable=True),
+        "mailboxIds": Prop(_true_map(Id)),
+        "keywords": Prop(_true_map(Keyword), default={}),
+        "size": Prop(UnsignedInt, server_set=True, immutable=True),
+        "receivedAt": Prop(UTCDate, immutable=True),
+        **{name: _parsed_property(name) for name in (
+            "messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc",
+            "replyTo", "subject", "sentAt", "headers", "bodyStructure", "bodyValues",
+            "textBody", "htmlBody", "attachments")},
+        "hasAttachment": Prop(Boolean, server_set=True, immutable=True, computed=True),
+        "preview": Prop(String, server_set=True, immutable=True, computed=True),
+    }
+    default_properties = DEFAULT_EMAIL_PROPERTIES
+    filters = EMAIL_FILTERS
+    sorts = EMAIL_SORTS
+    tie_breaker = "e.id"
+    immutable_query_properties = frozenset({"receivedAt", "sentAt", "size", "from", "to",
+                                            "subject", "before", "after", "minSize", "maxSize",
+                                            "hasAttachment", "text", "cc", "bcc", "body",
+                                            "header"})
+    get_arguments = {
+        "bodyProperties": (list_of(String), None),
+        "fetchTextBodyValues": (Boolean, False),
+        "fetchHTMLBodyValues": (Boolean, False),
+        "fetchAllBodyValues": (Boolean, False),
+        "maxBodyValueBytes": (UnsignedInt, 0),
+    }
+    query_arguments = {"collapseThreads": (Boolean, False)}
+
+    def accepts_property(self, name: str) -> bool:
+        return name in self.properties or parse_header_property(name) is not None
+
+    # -- writes --
+
+    def resolve_references(self, context: SetContext, given: dict) -> dict:
+        """mailboxIds keys may be '#creation' ids; keywords are stored lower-case."""
+        resolved = dict(given)
+        if isinstance(given.get("mailboxIds"), dict):
+            resolved["mailboxIds"] = {context.call.resolve_creation_id(k) or k: v
+                                      for k, v in given["mailboxIds"].items()}
+        if isinstance(given.get("keywords"), dict):  # RFC 8621 §4.1.1: "MUST ... lowercase"
+            resolved["keywords"] = {k.lower() if isinstance(k, str) else k: v
+                                    for k, v in given["keywords"].items()}
+        return resolved
+
+    def before_create(self, context: SetContext, given: dict, base: dict | None) -> None:
+        if base is None or "blobId" not in base:
+            raise SetError("forbidden", "Email/set create is not supported yet; upload the "
+                           "message and use Email/import")
+
+    def validate(self, context: SetContext, object_id: str, record: dict,
+                 existing: dict | None) -> None:
+        boxes = list(record.get("mailboxIds") or {})
+        if not boxes:  # RFC 8621 §4.1.1: an Email belongs to at least one Mailbox
+            raise SetError.invalid_properties(["mailboxIds"], "mailboxIds: at least one Mailbox")
+        found = context.store.get_objects(context.account.id, "Mailbox", boxes)
+        missing = [box for box in boxes if box not in found]
+        if missing:
+            raise SetError.invalid_properties(["mailboxIds"], f"mailboxIds: no Mailbox {missing[0]!r}")
+
+    def after_write(self, context: SetContext, object_id: str, record: dict | None,
+                    existing: dict | None) -> None:
+        if existing is None:
+            store_email_row(context, object_id, record, context.parsed)
+        touched = sync_memberships(context, object_id, record, existing)
+        if record is None:
+            delete_email_row(context, object_id)
+        if record is None or existing is None:
+            thread_sync(context, (record or existing)["threadId"])
+        for mailbox_id in sorted(touched):
+            context.store.touch_object(context.account.id, "Mailbox", mailbox_id, context.now)
+
+    # -- reads --
+
+    def query(self, call: MethodCall, account: Account, query: CompiledQuery,
+              window: tuple[int, int] | None) -> list[str]:
+        source = f"FROM email e WHERE e.account_id = ? AND ({query.where})"
+        if query.extra["collapseThreads"]:  # RFC 8621 §4.4.3: the first of each Thread
+            sql = (f"SELECT id FROM (SELECT e.id AS id, row_number() OVER (PARTITION BY "
+                   f"e.thread_id ORDER BY {query.order_by}) AS in_thread, row_number() OVER "
+                   f"(ORDER BY {query.order_by}) AS place {source}) WHERE in_thread = 1 "
+                   f"ORDER BY place")
+            params = [*query.order_params, *query.order_params, account.id, *query.params]
+        else:
+            sql = f"SELECT e.id {source} ORDER BY {query.order_by}"
+            params = [account.id, *query.params, *query.order_params]
+        if window:
+            sql, params = sql + " LIMIT ? OFFSET ?", [*params, window[1], window[0]]
+        return [row[0] for row in call.store.db.execute(sql, params)]
+
+    def count(self, call: MethodCall, account: Account, query: CompiledQuery) -> int:
+        what = "DISTINCT e.thread_id" if query.extra["collapseThreads"] else "*"
+        return call.store.db.execute(
+            f"SELECT count({what}) FROM email e WHERE e.account_id = ? AND ({query.where})",
+            [account.id, *query.params]).fetchone()[0]
+
+    def render(self, call: MethodCall, account: Account, records: dict[str, dict],
+               wanted: list[str], extra: dict) -> dict[str, dict]:
+        body_properties = _body_properties(extra["bodyProperties"])
+        parsed = load_parsed(call.store, account.id, list(records))
+        shown = {}
+        for object_id, record in records.items():
+            view = EmailView(call.store, record, parsed[object_id], body_properties, extra)
+            shown[object_id] = {"id": object_id, **{name: view.value(name) for name in wanted
+                                                   if name != "id"}}
+        return shown
+
+
+def load_parsed(store: Store, account_id: str, ids: list[str]) -> dict[str, dict]:
+    found = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        rows = store.db.execute(f"SELECT id, parsed FROM email WHERE account_id = ? AND id IN "
+                                f"({','.join('?' * len(chunk))})", (account_id, *chunk))
+        found.update((row[0], json.loads(row[1])) for row in rows)
+    return found
+
+
+def _body_properties(requested: list[str] | None) -> list[str]:
+    if requested is None:
+        return list(DEFAULT_BODY_PROPERTIES)
+    bad = [p for p in requested if p not in EMAIL_BODY_PROPERTIES
+           and parse_header_property(p) is None]
+    if bad:
+        raise invalid_arguments(f"bodyProperties: no EmailBodyPart property {bad[0]!r}")
+    return list(dict.fromkeys(requested))
+
+
+class EmailView:
+    """One Email's properties, derived on demand from its stored parse (RFC 8621 §4.1)."""
+
+    def __init__(self, store: Store, record: dict, parsed: dict, body_properties: list[str],
+                 extra: dict) -> None:
+        self.store, self.record, self.parsed = store, record, parsed
+        self.body_properties, self.extra = body_properties, extra
+        self.parts = {p["partId"]: p for p in _all_parts(parsed["structure"]) if p["partId"]}
+
+    def value(self, name: str) -> Any:
+        if name in ("blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt"):
+            return self.record.get(name, {} if name == "keywords" else None)
+        if name in CONVENIENCE_HEADERS:
+            return header_value(self.parsed["headers"], *CONVENIENCE_HEADERS[name], False)
+        if name.startswith("header:"):
+            return header_value(self.parsed["headers"], *parse_header_property(name))
+        if name == "headers":
+            return [{"name": n, "value": v} for n, v in self.parsed["headers"]]
+        if name == "bodyStructure":  # the tree needs its subParts whatever was asked
+            return self.part(self.parsed["structure"], with_sub_parts=True)
+        if name in ("textBody", "htmlBody", "attachments"):
+            return [self.part(self.parts[i]) for i in self.parsed[name]]
+        if name in ("hasAttachment", "preview"):
+            return self.parsed[name]
+        return self.body_values()
+
+    def part(self, part: dict, with_sub_parts: bool = False) -> dict:
+        """An EmailBodyPart with the requested bodyProperties (RFC 8621 §4.2)."""
+        shown = {}
+        wanted = self.body_properties + (["subParts"] if with_sub_parts
+                                         and "subParts" not in self.body_properties else [])
+        for name in wanted:
+            if name == "subParts":
+                shown[name] = ([self.part(sub, with_sub_parts) for sub in part["subParts"]]
+                               if part["subParts"] is not None else None)
+            elif name.startswith("header:"):
+                headers = [(h["name"], h["value"]) for h in part["headers"]]
+                shown[name] = header_value(headers, *parse_header_property(name))
+            else:
+                shown[name] = part[name]
+        return shown
+
+    def body_values(self) -> dict:
+        """RFC 8621 §4.2 bodyValues for the text parts the fetch* arguments select."""
+        chosen = []
+        if self.extra["fetchAllBodyValues"]:
+            chosen = list(self.parts)
+        else:
+            for flag, listed in (("fetchTextBodyValues", "textBody"),
+                                 ("fetchHTMLBodyValues", "htmlBody")):
+                if self.extra[flag]:
+                    chosen += self.parsed[listed]
+        chosen = [i for i in dict.fromkeys(chosen) if self.parts[i]["type"].startswith("text/")]
+        if not chosen:
+            return {}
+        raw = self.store.blob_data(self.record["blobId"]) or b""
+        return {i: body_value(raw, self.parts[i], self.extra["maxBodyValueBytes"]) for i in chosen}
+
+
+def _all_parts(part: dict) -> Iterator[dict]:
+    yield part
+    for sub in part["subParts"] or []:
+        yield from _all_parts(sub)
+
+
+def body_value(raw: bytes, part: dict, max_bytes: int) -> dict:
+    """An EmailBodyValue, truncated to max_bytes on a code point boundary (§4.2)."""
+    text, problem = part_text(raw, part)
+    truncated = False
+    if max_bytes and len(text.encode("utf-8")) > max_bytes:
+        text = text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
+        if part["type"] == "text/html" and text.rfind("<") > text.rfind(">"):
+            text = text[:text.rfind("<")]  # RFC 8621 §4.2: not inside an HTML tag
+        truncated = True
+    return {"value": text, "isEncodingProblem": problem, "isTruncated": truncated}
+
+
+# 9.3.4 Email/import (RFC 8621 §4.8).
+
+EMAIL_IMPORT_FIELDS = {"blobId": Id, "mailboxIds": _true_map(IdOrCreationRef),
+                       "keywords": _true_map(Keyword), "receivedAt": UTCDate}
+
+
+@method("Email/import", capability=URN_MAIL)
+def email_import(call: MethodCall, args: Args) -> dict:
+    """Add uploaded messages as Emails (RFC 8621 §4.8)."""
+    account = call.account(args, writable=True)
+    if_in_state = args.get("ifInState", String, nullable=True)
+    emails = args.get("emails", map_of(AnyJson, key=Id))
+    args.finish()
+    email_type = call.core.datatypes["Email"]
+    _check_set_size(call, len(emails))
+    old_state = type_state(call, account, email_type)
+    if if_in_state is not None and if_in_state != old_state:
+        raise MethodError("stateMismatch", f"ifInState {if_in_state!r}, state is {old_state!r}")
+    call.require("write", account)
+    context = SetContext(call, account, email_type, {})
+    created, not_created = _run_each(context, emails.items(), _import_one)
+    return {"accountId": account.id, "oldState": old_state,
+            "newState": type_state(call, account, email_type),
+            "created": created or None, "notCreated": not_created or None}
+
+
+def _import_one(context: SetContext, creation_id: str, entry: Any) -> dict:
+    if not isinstance(entry, dict):
+        raise SetError("invalidProperties", "an EmailImport is a JSON object")
+    problems = [k for k, v in entry.items()
+                if k not in EMAIL_IMPORT_FIELDS or not EMAIL_IMPORT_FIELDS[k].accepts(v)]
+    problems += [k for k in ("blobId", "mailboxIds") if k not in entry]
+    if problems:
+        raise SetError.invalid_properties(problems, f"{problems[0]}: missing or invalid")
+    raw = (blob_content(context.store, entry["blobId"])
+           if context.store.blob_type(context.account.id, entry["blobId"], context.now) else None)
+    if raw is None:  # RFC 8621 §4.8: an unknown blobId is invalidProperties
+        raise SetError.invalid_properties(["blobId"], f"blobId: no blob {entry['blobId']!r}")
+    return import_message(context, creation_id, raw, entry["blobId"], entry["mailboxIds"],
+                          entry.get("keywords", {}), entry.get("receivedAt"))
+
+
+def import_message(context: SetContext, creation_id: str, raw: bytes, blob_id: str,
+                   mailbox_ids: dict, keywords: dict, received_at: str | None) -> dict:
+    """The one way a message becomes an Email: parse once, thread, store."""
+    parsed = parse_email(raw)
+    if not parsed.headers:
+        raise SetError("invalidEmail", "the blob has no header fields: not an RFC 5322 message")
+    message_ids = [m for n in ("message-id", "in-reply-to", "references")
+                   for m in header_value(parsed.headers, n, "asMessageIds", False) or []]
+    subject = header_value(parsed.headers, "subject", "asText", False)
+    thread_id = thread_for(context.store, context.call.core, context.account.id, message_ids,
+                           subject)
+    context.parsed = parsed
+    base = {"blobId": blob_id, "threadId": thread_id, "size": len(raw),
+            "receivedAt": received_at or _received_at_of(parsed) or format_utc(
+                context.call.core.clock.now())}
+    given = {"mailboxIds": mailbox_ids, "keywords": keywords}
+    shown = _create_one(context, creation_id, given, base)
+    return {"id": shown["id"], "blobId": blob_id, "threadId": thread_id, "size": len(raw)}
+
+
+# --- 9.4 SearchSnippet (RFC 8621 §5) -------------------------------------------
+
+SNIPPET_BYTES = 255  # RFC 8621 §5: a preview MUST NOT be bigger than 255 octets
+
+
+def search_terms(filter_: Any, field: str) -> list[str]:
+    """The words and phrases a filter looks for in one field (under NOT: none)."""
+    if not isinstance(filter_, dict):
+        return []
+    if "operator" in filter_:
+        if filter_.get("operator") == "NOT":
+            return []
+        return [t for sub in filter_.get("conditions") or [] for t in search_terms(sub, field)]
+    terms = []
+    for name in ("text", field):
+        if isinstance(filter_.get(name), str):
+            query = fts_query(filter_[name]) or ""
+            terms += [t.replace('""', '"') for t in re.findall(r'"((?:[^"]|"")*)"', query)]
+    return terms
+
+
+def highlight(text: str, terms: list[str]) -> str | None:
+    """HTML-escaped text with <mark> around each match, or None if nothing matches."""
+    if not terms:
+        return None
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(set(terms), key=len, reverse=True)),
+                         re.I)
+    if not pattern.search(text):
+        return None
+    pieces, last = [], 0
+    for match in pattern.finditer(text):
+        pieces += [html.escape(text[last:match.start()], quote=False),
+                   "<mark>", html.escape(match.group(), quote=False), "</mark>"]
+        last = match.end()
+    return "".join(pieces + [html.escape(text[last:], quote=False)])
+
+
+def snippet_preview(body: str, terms: list[str]) -> str | None:
+    """The part of the body around the first match, marked, at most 255 octets."""
+    if not terms:
+        return None
+    first = re.search("|".join(re.escape(t) for t in terms), body, re.I)
+    if not first:
+        return None
+    text = " ".join(body[max(0, first.start() - 60):].split())
+    while text:
+        marked = highlight(text, terms)
+        if marked is not None and len(marked.encode("utf-8")) <= SNIPPET_BYTES:
+            return marked
+        text = text[:max(1, int(len(text) * 0.8))] if len(text) > 1 else ""
+    return None
+
+
+@method("SearchSnippet/get", capability=URN_MAIL)
+def search_snippet_get(call: MethodCall, args: Args) -> dict:
+    """RFC 8621 §5.1: marked subject and preview for the emails a filter matched."""
+    account = call.account(args)
+    filter_ = args.get("filter", JsonObject, nullable=True)
+    email_ids = args.get("emailIds", list_of(Id))
+    args.finish()
+    call.require("read", account)
+    if len(email_ids) > call.core.limits["maxObjectsInGet"]:
+        raise MethodError("requestTooLarge", "emailIds: more than maxObjectsInGet")
+    if filter_ is not None:
+        compile_filter(EMAIL_FILTERS, filter_)  # the same errors as Email/query
+    email_ids = list(dict.fromkeys(email_ids))
+    parsed = load_parsed(call.store, account.id, email_ids)
+    texts = {row[0]: row[1] for start in range(0, len(email_ids), 500) for row in call.store.db.execute(
+        f"SELECT e.id, t.body FROM email e JOIN email_text t ON t.rowid = e.seq WHERE "
+        f"e.account_id = ? AND e.id IN ({','.join('?' * len(email_ids[start:start + 500]))})",
+        (account.id, *email_ids[start:start + 500]))}
+    found = []
+    for email_id in (i for i in email_ids if i in parsed):
+        subject = header_value(parsed[email_id]["headers"], "subject", "asText", False) or ""
+        found.append({"emailId": email_id,
+                      "subject": highlight(subject, search_terms(filter_, "subject")),
+                      "preview": snippet_preview(texts.get(email_id, ""),
+                                                 search_terms(filter_, "body"))})
+    missing = [i for i in email_ids if i not in parsed]
+    return {"accountId": account.id, "list": found, "notFound": missing or None}
+
+
+def remove_emails_from_mailbox(context: SetContext, mailbox_id: str) -> None:
+    """RFC 8621 §2.5 onDestroyRemoveEmails: out of the Mailbox, destroyed if in no other."""
+    store, account_id = context.store, context.account.id
+    email_type = context.call.core.datatypes["Email"]
+    emails = SetContext(context.call, context.account, email_type, {})
+    ids = [row[0] for row in store.db.execute(
+        "SELECT email_id FROM email_mailbox WHERE account_id = ? AND mailbox_id = ?",
+        (account_id, mailbox_id))]
+    for email_id, record in store.get_objects(account_id, "Email", ids).items():
+        boxes = {k: True for k in record["mailboxIds"] if k != mailbox_id}
+        if boxes:
+            changed = {**record, "mailboxIds": boxes}
+            store.update_object(account_id, "Email", email_id, email_type.stored(changed),
+                                emails.now)
+            email_type.after_write(emails, email_id, changed, record)
+        else:
+            store.destroy_object(account_id, "Email", email_id, emails.now)
+            email_type.after_write(emails, email_id, None, record)
+
+
+ON_MAILBOX_DESTROY.append(remove_emails_from_mailbox)
 
 # =============================================================================
 # 14. Network I/O

@@ -109,7 +109,9 @@ def test_account_capabilities_hold_the_mail_account_limits(session):
     assert capabilities[MAIL] == {
         "maxMailboxesPerEmail": None, "maxMailboxDepth": 10, "maxSizeMailboxName": 255,
         "maxSizeAttachmentsPerEmail": 50_000_000,
-        "emailQuerySortOptions": ["receivedAt", "sentAt", "size", "from", "to", "subject"],
+        "emailQuerySortOptions": ["receivedAt", "sentAt", "size", "from", "to", "subject",
+                                  "hasKeyword", "allInThreadHaveKeyword",
+                                  "someInThreadHaveKeyword"],
         "mayCreateTopLevelMailbox": True}
 
 
