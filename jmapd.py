@@ -77,6 +77,7 @@ import time
 import traceback
 import unicodedata
 import urllib.parse
+import zlib
 from typing import Any, Callable, Iterable, Iterator
 
 log = logging.getLogger("jmapd")
@@ -1334,6 +1335,7 @@ class JmapCore:
         for extra in datatypes:
             self.add_datatype(extra)
         self.feed = ChangeFeed()
+        self._session_states: dict[tuple, str] = {}
         self.store = Store(db)
         self.store.on_commit = self._publish
         indexed = {p: n for d in self.datatypes.values() for p, n in d.indexed.items()}
@@ -1361,7 +1363,7 @@ class JmapCore:
         copy = JmapCore(clock=clock, ids=ids, limits=self.limits,
                         datatypes=[d for d in self.datatypes.values() if d.name not in DATATYPES])
         self.store.backup_to(copy.store)
-        copy._load_meta()
+        copy._load_meta(new_epoch=True)
         return copy
 
     # -- time and ids --
@@ -1375,11 +1377,13 @@ class JmapCore:
             self.store.set_meta("id_counter", str(self.ids.counter))
         return object_id
 
-    def _load_meta(self) -> None:
+    def _load_meta(self, new_epoch: bool = False) -> None:
         """Resume the id counter, and the epoch that prefixes every state string: a new
-        database gets a new one, so a client's state from another database is never
-        mistaken for one of ours (deterministic ids: no prefix, states are plain)."""
+        database (or copy) gets a new one, so a client's state from another database is
+        never mistaken for one of ours (deterministic ids: no prefix, states are plain)."""
         with self.store.transaction():
+            if new_epoch:
+                self.store.db.execute("DELETE FROM meta WHERE key = 'state_epoch'")
             saved = self.store.get_meta("id_counter")
             if saved is not None and getattr(self.ids, "counter", None) is not None:
                 self.ids.counter = max(self.ids.counter, int(saved))
@@ -1390,6 +1394,17 @@ class JmapCore:
                     secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(4))
                 self.store.set_meta("state_epoch", epoch)
         self.state_epoch = epoch
+
+    @contextlib.contextmanager
+    def as_administrator(self) -> Iterator[None]:
+        """Seeds build data through the public API but are no client: the server's own
+        limits (e.g. a test's maxSizeUpload=100) do not apply to them."""
+        saved = self.limits
+        self.limits = {**DEFAULT_LIMITS, **SERVER_LIMITS}
+        try:
+            yield
+        finally:
+            self.limits = saved
 
     def state_string(self, modseq: int) -> str:
         return f"{self.state_epoch}{modseq}"
@@ -1492,9 +1507,14 @@ class JmapCore:
         }
 
     def session_state(self, user: "User | str") -> str:
-        """Changes exactly when the session's content does (RFC 8620 §2 `state`)."""
-        content = json.dumps(self._session_content(self.user(user)), sort_keys=True)
-        return hashlib.sha256(content.encode()).hexdigest()[:16]
+        """Changes exactly when the session's content does (RFC 8620 §2 `state`): a hash
+        of it, remembered per set of visible accounts (all else in it is fixed)."""
+        user = self.user(user)
+        key = (user.name, tuple(self.store.accounts_of(user.name)))
+        if key not in self._session_states:
+            content = json.dumps(self._session_content(user), sort_keys=True)
+            self._session_states[key] = hashlib.sha256(content.encode()).hexdigest()[:16]
+        return self._session_states[key]
 
     # -- API requests (RFC 8620 §3) --
 
@@ -4235,6 +4255,34 @@ class JmapServer:
         self.stop()
 
 
+_SEED_TEMPLATES: dict[tuple, JmapCore] = {}  # per process: a named seed is built once
+_SEED_TEMPLATES_LOCK = threading.Lock()
+
+
+def _seeded_core(seed: str | None, db: str, clock: Any, ids: Any,
+                 limits: dict | None) -> JmapCore:
+    """A core holding the seed: an in-memory copy of a template built once per process
+    for a named seed, else built here (files, or a --db that may already have data)."""
+    deterministic = getattr(ids, "counter", None) is not None
+    if db != ":memory:" or seed not in SEEDS or seed == FILE_SEED:
+        core = JmapCore(db, clock=clock, ids=ids, limits=limits)
+        if seed and not core.users():  # a --db that has users keeps them as they are
+            (SEEDS.get(seed) or SEEDS[FILE_SEED])(core, seed)
+        return core
+    key = (seed, deterministic, clock.now() if isinstance(clock, FixedClock) else None)
+    with _SEED_TEMPLATES_LOCK:
+        if key not in _SEED_TEMPLATES:
+            template = JmapCore(clock=FixedClock(clock.now()) if isinstance(clock, FixedClock)
+                                else None, ids=SequentialIds() if deterministic else None)
+            SEEDS[seed](template, seed)
+            _SEED_TEMPLATES[key] = template
+        template = _SEED_TEMPLATES[key]
+    core = JmapCore(clock=clock, ids=ids, limits=limits)
+    template.store.backup_to(core.store)
+    core._load_meta(new_epoch=True)
+    return core
+
+
 def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
           db: str = ":memory:", users: Iterable[str] = (), limits: dict | None = None,
           clock: Any = None, ids: Any = None, cors_origin: str = "*",
@@ -4244,11 +4292,8 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
     seed: a registered seed name ("demo", "empty") or a JSON seed file, or None.
     users: extra "NAME:PASSWORD" logins. Other arguments as for JmapCore and the CLI.
     """
-    core = JmapCore(db, clock=clock, ids=ids, limits=limits)
+    core = _seeded_core(seed, db, clock, ids, limits)
     try:
-        if seed and not core.users():  # a --db that has users keeps them as they are
-            builder = SEEDS.get(seed) or SEEDS[FILE_SEED]
-            builder(core, seed)
         for spec in users:
             name, _, password = spec.partition(":")
             if not core.store.user(name):
@@ -4314,31 +4359,260 @@ def seed_empty(core: JmapCore, source: str = "empty") -> None:
 
 @seed("demo")
 def seed_demo(core: JmapCore, source: str = "demo") -> None:
-    """alice and bob with standard mailboxes and a few nested folders."""
+    """alice and bob with standard mailboxes, nested folders and a believable mailbox."""
     with core.store.transaction():
         seed_empty(core)
         for name, folders in DEMO_FOLDERS.items():
             create_mailbox_tree(core, core.user(name), folders)
+        packed = json.loads(zlib.decompress(base64.b64decode("".join(DEMO_MAIL))))
+        import_mail(core, packed["manifest"],
+                    lambda name: base64.b64decode(packed["files"][name]))
+
+
+def mailbox_paths(core: JmapCore, user: User) -> dict[str, str]:
+    """{"Projects/Apollo": id, ...} for the user's mailboxes."""
+    listed = core.call(user, "Mailbox/get", {"accountId": user.account_id,
+                                             "properties": ["name", "parentId"]})["list"]
+    by_id = {m["id"]: m for m in listed}
+
+    def path(mailbox: dict) -> str:
+        parent = by_id.get(mailbox["parentId"])
+        return f"{path(parent)}/{mailbox['name']}" if parent else mailbox["name"]
+    return {path(m): m["id"] for m in listed}
+
+
+def mailbox_for_path(core: JmapCore, user: User, path: str, paths: dict[str, str]) -> str:
+    """The id of the mailbox at path, creating missing levels."""
+    if path not in paths:
+        parent, _, name = path.rpartition("/")
+        parent_id = mailbox_for_path(core, user, parent, paths) if parent else None
+        created = core.call(user, "Mailbox/set", {"accountId": user.account_id, "create": {
+            "m": {"name": name, "parentId": parent_id}}})["created"]["m"]["id"]
+        paths[path] = created
+    return paths[path]
+
+
+def import_mail(core: JmapCore, manifest: list[dict], read: Callable[[str], bytes]) -> None:
+    """Upload and Email/import each manifest entry {file, user, mailbox, keywords,
+    receivedAt}, as any client would (RFC 8620 §6.1, RFC 8621 §4.8)."""
+    with core.as_administrator():
+        _import_batches(core, manifest, read)
+
+
+def _import_batches(core: JmapCore, manifest: list[dict], read: Callable[[str], bytes]) -> None:
+    for start in range(0, len(manifest), 100):
+        batch: dict[str, dict] = {}
+        for index, entry in enumerate(manifest[start:start + 100], start):
+            user = core.user(entry.get("user") or core.users()[0].name)
+            if user.name not in batch:
+                batch[user.name] = {"paths": mailbox_paths(core, user), "emails": {}}
+            paths = batch[user.name]
+            mailbox_id = mailbox_for_path(core, user, entry.get("mailbox", "Inbox"), paths["paths"])
+            blob = upload_blob(core, user, user.account_id, read(entry["file"]), "message/rfc822")
+            email = {"blobId": blob["blobId"], "mailboxIds": {mailbox_id: True},
+                     "keywords": dict.fromkeys(entry.get("keywords", []), True)}
+            if entry.get("receivedAt"):
+                email["receivedAt"] = entry["receivedAt"]
+            paths["emails"][f"m{index}"] = email
+        for name, pending in batch.items():
+            result = core.call(name, "Email/import", {"accountId": core.user(name).account_id,
+                                                      "emails": pending["emails"]})
+            if result["notCreated"]:
+                raise ValueError(f"seed mail not imported: {result['notCreated']}")
 
 
 @seed(FILE_SEED)
 def seed_from_file(core: JmapCore, path: str) -> None:
-    """A JSON seed: {"users": [{name, password, token?, email?, mailboxes?}]}.
-
-    A user without "mailboxes" gets the standard ones; with them, exactly those.
-    """
-    try:
-        with open(path, encoding="utf-8") as seed_file:
-            description = json.load(seed_file)
-    except FileNotFoundError:
+    """A JSON user file (see fixtures/seeds/), a folder laid out like fixtures/demo/
+    (manifest.json and .eml files), a folder of .eml files, or an mbox file. Mail
+    without a manifest goes to the first user's Inbox (the demo users unless the
+    JSON file names others)."""
+    if os.path.isdir(path):
+        return _seed_from_folder(core, path)
+    if not os.path.isfile(path):
         raise ValueError(f"no seed named {path!r} (known: {', '.join(sorted(SEEDS)[1:])}) "
-                         "and no such file") from None
+                         "and no such file or folder")
+    if path.endswith(".json"):
+        return _seed_users_from_json(core, path)
+    with open(path, "rb") as mbox_file:
+        messages = split_mbox(mbox_file.read())
+    with core.store.transaction():
+        seed_empty(core)
+        import_mail(core, [{"file": str(i)} for i in range(len(messages))],
+                    lambda name: messages[int(name)])
+
+
+def _seed_from_folder(core: JmapCore, path: str) -> None:
+    manifest_path = os.path.join(path, "manifest.json")
+    if os.path.exists(manifest_path):
+        with open(manifest_path, encoding="utf-8") as manifest_file:
+            manifest = json.load(manifest_file)
+    else:
+        manifest = [{"file": name} for name in sorted(os.listdir(path)) if name.endswith(".eml")]
+
+    def read(name: str) -> bytes:
+        with open(os.path.join(path, name), "rb") as message_file:
+            return message_file.read()
+    with core.store.transaction():
+        seed_empty(core)
+        for user in {entry["user"] for entry in manifest if entry.get("user")}:
+            if not core.store.user(user):
+                core.add_user(user, user)
+        import_mail(core, manifest, read)
+
+
+def split_mbox(data: bytes) -> list[bytes]:
+    """The messages of an mbox file (mboxrd: '>From ' lines unescaped once)."""
+    messages = []
+    for chunk in re.split(rb"(?m)^From [^\n]*\n", data.replace(b"\r\n", b"\n")):
+        if chunk.strip():
+            body = re.sub(rb"(?m)^>(>*From )", rb"\1", chunk)
+            messages.append(body.replace(b"\n", b"\r\n"))
+    return messages
+
+
+def _seed_users_from_json(core: JmapCore, path: str) -> None:
+    with open(path, encoding="utf-8") as seed_file:
+        description = json.load(seed_file)
     with core.store.transaction():
         for entry in description.get("users", []):
             mailboxes = entry.get("mailboxes")
             user = core.add_user(entry["name"], entry["password"], entry.get("token"),
                                  entry.get("email"), setup=mailboxes is None)
             create_mailbox_tree(core, user, mailboxes or [])
+
+
+# The demo mailbox of fixtures/demo/, compressed; fixtures/demo/make_demo.py writes it.
+# BEGIN DEMO MAIL
+DEMO_MAIL = (
+    "eNrtfVmXqsiX71fpVavf6tYtBs2T1lr9kCggpKBMAcRd/cBgiRAoR3GiV3/33oE5qDlhpnWO5/b/IVeqDDsifnuOHRH/9dvf"
+    "UzJe/vbXv/3Xb0ExJ2T+B/t/xzmBH34zZ+o6tOcTg5N2IbeZmNqw9L35ZCTrSZR3loaMWr7LbkLZWYW8OhtNmHsk394oXVUI"
+    "ZZJiSxCiXJ9jT5kqvW1S/+YIZCxLZSRvySDX4f2tpSKaSZw7E5srE5x3dnBv5nuYHL0/Rwx9v8OjaZCjNO5BuzxhHcrbtSJv"
+    "k9htp0FXgHulVc8oRN8zyXAq6CEH7+8pEzvvcPB/o6X+ROtlN5pt3Gi9u8l9dbeF/3o3Y0nE6wnmnNJyjBva3kjuLEP5ttQc"
+    "IcMuux7kT+35HWjolsNKA4RJNNMLoAPPiCvtjrk3uM4qltEq7rLO2BNoO8rY3TKBJyTRzFj78Bl76graWEC/vymyuob2Q5/V"
+    "9shSn+jS+wa2OO0Zc707ZWDs9/0duNIy7jJbaEMv5NoMdtvMAJntSHZulL5Jxn1jDeObBG4L3q3P4b0V9oxO7Jn5wJ5AX2Hc"
+    "ZyYJZ0aJ+moSzvQcMCpNGMOQM4swj+A9EhvyJsFddhPlBPojTaHfehcwsORs4ucdJuhuHr6jHWBdRDuBCWRnAhiwIeCu9IWl"
+    "77YmNaaitAm57TKs5hM8Uwn2CqLInRW0d46tu50G/wdduN9DK5+bTGA8J7GcEMCMj+UJxdQIZZREnDOJuGQde8YkcP39PTLw"
+    "j4wq6Cs8T+nGBTwz8d12G67T/qzqMcz2fAufSxjDfXt2bBL2jVIzXsUNcEqYAZcwobv5R8ZyJNfv/n0EPID72e+j/t3vB+N7"
+    "O+DvHn47HuORrPx+Ms63A075XZHxOpqC3O156Aa+70bQN+yiG3h+HU73z2upQN//jNUBFjoPWKSbddRr3Ua9dg/6vA57++8D"
+    "7qGd3c48ltkllcmBxZ7ybDkAmr/9n3971CncqU5RMmkZuDoBvtj5XEKiqQJ92v92KPc+1ymf9Iq4x08R7d7ClaiMpnXbxEOd"
+    "0tnh6vM6xclBhh55dffMj1SeQrjXlCUGQ/ttt7MadO+Ar9vreAr821NAv4jbYXq3g7+N0l1uNPtuQ/UE9vTKd2MycIg4nN7d"
+    "Psmxrd5hGZXhrv3Uftoey22VTo42YT8r635/rIss7IIeymlbUXVMQ3qVhu0Q3bRYF/RQFUBf4JntIL074WeyoX0FmWjF3Q7V"
+    "rUWYLieAF+gxncQ9lo1lvxye6Lwol1YRB+2ZshLw1hrLZIVB7oeyWsRwL7TXA3uxAF7OQ16ZhK6zUsRsEnNkGXaFach1Fnte"
+    "FMDudMoHnj7RLSqJc0LiXWsvR1NBgb6ALiDVw7PH2E33tB5tBsh2DuNFxsAjB7pmA3pjeWBPDuQlBnmhtP7jPw74mv9VbOUX"
+    "+ZoZpsamOV/r5/N1dgG+biBbP5nvnQD8k4DXJoa7LXzOSR7wBJ7TKY+2Q94BOp0VzskutPa8B/1fYleqgEdW1I6A3EzHliCD"
+    "LQHssz/Bnh3yZOuUJwFbDp4dBZxUy8CI2ssc3YFtS0JPWGKrvQKbRsfbofb5LN083ZzF85/hSdRHBHiyOubJO36YOuwTT/Y+"
+    "4knzfJ5kfgBPNpCbn8yz1MfMA08tsWssH/UydrcEfC3Qt4AJ9b3A5wrlDfgtNb8m4CPUehXJCQv0KZ+uHvk0nIcXCDJEde1P"
+    "ha7vltB4GMS8M33NcTgKGFy9hMan1GmGjqdxl3akTWJOWh4EDU7sgkCCMT9huDZltg8ZDtpxpUZX8DkWAKtp7XxXZ6gRBWPB"
+    "++4GHEWTxJRWXwPHug3tM8lgsnfiasCYr6oVA0YGUEsCDlGzBWZePbwXUGHovXbsqt8xtA6Q2Le4HxPslktQeRW0kIk9baJU"
+    "GowadftBhUg6G4Ia0mznOMyzHRriPYZ5mzfCPGiHUmq2cI2I2Y/9jaiK4lUGxI0NXZVyPKgeIaEih3kIp9zWsXj9TPniIdhY"
+    "gEKdRDwg1Afl0NWYA/kChGlQLnInTgbbXL7ErQH8Grq3qycOslsUXdV2nBLlaBdxZB2m84lmtTb/aKDcS6aBZ9ROqPPYX5Ar"
+    "MCI70C+r2GWn8MxEh/GB4AgMfQw6B62OZIu7LtlyXpGt6Auypf5qssW+K1v8lckW94pstb4gW9UvJ1vpO7LVui7Zil6RrewL"
+    "smX+arLFvytb7SuTrdZL2VI2X5At9leTreF7duvmumQreylbqfgF2cK/mmy135Wtb1cmW1s6WfIY5MMzdeJJmwrDkAek0rud"
+    "DiOr23NACf66dwsqW/QZ20VVxEkzbLGq2aPtpu1itjrz5YmafcKfpwl1shruhDSQJZBJxIw8xOAp0zqRSYij2hUGuR04NCHQ"
+    "ySB2mgFHtPycMPWkA9EZ0B9stINYEwL9aGZMwhkq/ZxyvLh5F7Hb65IvcfuKNqy+oA1bv5o21GwRImWJpqlnNH0cTp9TwjVi"
+    "nauTsclLGdO7n5exofPLydjuPRn7GaFXP5Q7wE6TScCRNOA6OYYGYg6tsCwemDCTxRZ1D1+ZvW5qwrIrBCuLlzBGZNwVFoGr"
+    "L0IO5yBSM0xnwGH8weQyQGsJYBYgqgUGpj8C7MoSUWL1ilJkP68Ulc2vpxS1d5Uid23JqK3+iuOhf97x2Gm/nlJk3lOK/GWm"
+    "688Hze4/l38cTB38+Up2vvp8dv4qp1m0gylnJ+hTMTeTsX37YWa+9TOky8y3BeYSBnTNWhG3RcSptOHpwVzRK5bM+LQl08Vr"
+    "tGQYBCCegy5kwp2gBZ4+pYz7NH/rogzoZtgzQQ9vKwVAB92dYetYP77IeYzsDkIicFGv0x1VaKNlt6xe4dGoYgBMlgTHhQGr"
+    "rwB5QkvT8oj1UdS2HHQfEzIb2cyftIDoZDJ2q1tH6nIzbK4urzIH0mgcGrgnL1IiQc4mUZcFLvBhAAqQyLsSXsIZMkgNb1YH"
+    "HP1lqXS55/d7luBhdwudpZ4LSOlDVQxwKfOKOuU+r06vMk0SPo87jhUpJiGd+HQdoHX7UDVIx9/4UL2+zJo0cx/PL6V4tTxi"
+    "+1yeJ5nzmHK5LLVHm2eJhHYVVCK13bEDo6WNJZJ/XSLJaoCou7dtg+StP7KfTo5yWoIF7SVR9fTuq5xNcGEcFKseo0rrCglV"
+    "4bTUJvZ01nc3dQmKzx1L9rUlY16ZSNA+newcir+cB/tuzHFteZjdK3N0zOeDRPKrZabfzsEs5tl49kc+zcc/tG7tFDqgCXK5"
+    "UmgXZAl4l6XDdRh4eHX904up1YaW8uH9X1aGMsuGfbOIQLYAvjLwEoJ7S1ovDobCBAizjpK3SUzlytWXIa8T3FVqpTewWKBb"
+    "Q5iGcqfa++gfsMbksW6RgP/6pDsm9HlQmkUMVtPntmto9wrvhGnI0yyWtBtTH3fKlGGOOKqI9/eg7PU+SRtg4cLnJIay7YDr"
+    "pNAGZgCeCq0lC41mrOjnUoVt/8E3lwTT0YWYlWQjj1PL0U1w4Z51xGpK4j+Yl5kJJgPD24F+GFRFFIassuC7Z9GBqD3U4oJ+"
+    "qo3i9KGWc2J4KvAN6CaKd/0b+ki/d2NwJTE13undVukLSUTxolNujzWBHEuN3gtdPzxxv/UKDNnHxr7uy5WWp70+FsBj4fQO"
+    "VAkL7jbYEU97Vh17DLkrwnB3DoaafXcSD09utOpje72nx+yu0bEyZqgIZYNmrTfaVNj4oAdBz4Bn3ZpAyFiCjWdpveiTh73H"
+    "kL8iDKvzMBRf5jSaY1hdPYa7Ewynb2LYuiIMmfMwPJlhse/OwZC5dgz17gmGuzcxbF8Rhux5GJ7GPuI5GLJXj6F1jKH2NoY3"
+    "V4Qhdx6GJ/lhWzkHQ+7qMTy1h903Mfx2RRjyioxp/rohhqdF+No5GPJXj+FOyGn6t4FPc3tFGLbOk0P/BEPjHAxb147hsNvY"
+    "p+lcEYbt8zB8pWC/OYbtq8fQaurTvFy49PMwFDfnYTg5wdA/B8OtdpVzpvuxpmVZNP6NZKmieSE6N6r0tEkIdIA/SLRrneRq"
+    "2CvK1Yjb83A8LfCPzsPRuXYcxRMcjfdwvKJ8jXheviY9zdecKY/ZteOonODovIfjFeVsxPNyNqeLAnpnyiNz7ThqJzj67+F4"
+    "RXkbkTkr1kiVr+RPt/rV20djgnMJfJ5HHKP3cLyi3I14Xu4m1b6SQ93qV28fnXP8nCvK34jn5W9S4yt51K1+9fbRP8fPuaIc"
+    "jsifh6PzlVzqdS7DOsIxOsfPuaI8jnheHif1v5JP3Q6v3j5OzvFzriiXI56Xy0mjr+RUr3PJ1hGO2QmO7/k53BXlc5Tz8jnp"
+    "5Ct51d3V53PSZvmceBH8Xb7cAeof3hKSlhOyfl4Qnxb9ig/bVh1uLcjhPOIIgw+r3eWEpbW1J+U2W61RtTsdPsxcZ7nNfB67"
+    "7RzgLCIYawxEj+Hhfio8kkq59XEX09MdZQ9Xlsxj67UMm9Kk8jWDYcrjK62kue8juopkFXj6HLtA9KHq6e8gn5LdS/E5WMBg"
+    "jph5x6i0jpHiHWY7+sjRqpGj9kA7kSi97UDfv4cc2mHmEAeTfHJXymPsesyfCJky9PlPx+4Ifk4rAqlooJXHSaXH6jDGOuO7"
+    "UUdj8N8jx9+MbCKP7ESE/+KoYp7xFfEuAHxP1+YNe/Pds/iJb4gfTkD7LMcWc5WbRVm0ehl4+8ESLWttmoNYgxXDfWfiwFjR"
+    "AmK8EwLsEma0E7zAo7ul0upUtAKrstncmMw43xKF8kpXGMD3CrslS+VzXxENdJZDLsqjJ/F+4J/LyPcx1vd7PlOAXvy3bbM9"
+    "rWK7Brddwjj8ObLuboO8Q+DaoYXNsP2a7N91RixyTLBII1b803DpsgKTyi8JSScJUceG9tBq+NnI1mWvYmWtx7TNlGmZ9H/v"
+    "tnNQuStHebak3uGRjkipfnA+2gU8BzoF3R3yjeytGk5ZC0NfxhZbVyF/yHdEJdSiAn+l2NOOaVznOlIS9JUJBn0RTsWJ5dLl"
+    "KOqO3ofrNUZg6WW2iA92x33gMf4X0VEWtpnKQF/UVZKexN0NnYl8Z2Hch7qqaroUB+dSCZ5X+62dbl8ux3mXLw+vX6U9dOgO"
+    "6Dla0DEG3qzoru9h3kqUUffvNDzQb/PFJljEP3MxgTmL6cLPUZSTGYhJEh4U+ryy9I4/WVDQGqbahwsK6ObPMSftsHjZwwmA"
+    "BVrgbpweSpDHnPF0EAGG/v0o2M3Hfsr1AoP9ZvTduDopCH+/Xc8LF9ZRjtNhT9kd3eeYRcQLdBEDs/fEhSTumwngXtLroEZz"
+    "OikRgsiBqpg+BzVtEJPN9GEx8A6CxTNdXirKgkg38FbEzgKihTVda4Qprx6psDZ4+qcRTAdUcAzjJS0PxuLAdWLXrxbz0EmS"
+    "j13jJ369RlVgP42/sMb1IR+UT7MZfAe8EENN06BeuEIPesA8BM/lo/s8na2n5fiPxXg9HW9+8O7tJwBCJ8DG0lNAagF9bSfs"
+    "HHGBi0BB3NXLPA82n9vvT3H3MlQ93UBLa2R/9m2B7zvs4QJ78ZdD1tBDy1gmGwCbGXBsMZZRNjxcIQSCBEBxyhNQ0IbJj/Jp"
+    "yDq2QOHlDl3zywUePZ2jXsVfpwJeOVnmYVyiJ2VDn3uP4X1OWtZ72njKa0z/jSqlWE7WuMdaJpKQiXTnK0rpsR+DnKTRbr/i"
+    "y8hQ33JaNyjTBVtEQ1OULKDhmki1LaczHKZKbRQcSR2ZIjUszHrA1QK/HjBoSA2JiUzFZowbJ4MmOshGd4fvRa7ptGm7EVUc"
+    "j/xKd7HR0pfrwqnxQ5LuGEh1gDZVSFtazYV6IlOnUSSqSE0H3imeXGefrhMd2Q4rOCS7eQcneE/HMhlpaKFCctKipFWbMcis"
+    "X8v49tDwr+v4KIPx6dGxwZJNjKfvBiNptD0GUp5wH1jPK8lAocyn0fiPPBgvqpdBFWjV5bAAbb3c3GRUOYDjDw61JzARI6Sg"
+    "8cnA7dBGHAnal5ULBFHAKCsYlNmD5i81W2y94n2c7mYJnofBfnTUAx2EkKNtYwCg5IcpiwEESuPn5Yxg9fySeiw/rATRbU+x"
+    "m0EQlNDjeCzAcg6WFzyTVrM2nS515MF7O1Z6YuDpm5DXCxiP2rICXhCAAB0XrveWE5zT8mPwKl3n+wjtg2R1Fz+3BYIpFYIp"
+    "1RGZaDZfRbKZN1OQwpRu6a+nDwkKUImgKAqtn2gBkQY20oWYIf2hS5LAEVuOCN8JVsJ+HDiMxDm2KmsS8cZ9HIwdiUNOLIek"
+    "8G031gNH4i0Hq5gVvutyHKAKLfxUvY/qpZ3EDdjC0zzcCxBeuCTaxpleoLyE+yTuItc3zP0/8t7T65P/Rf1xtxaySd/gog7d"
+    "IeaQ9w8VZLqaZa9k+4mwC+ghYKJOqATW8RU9RAJ83SgTliFv0kPS2idxzZdjM9ftsIqc1IfoIKYzVLrGdkBNS3dDfeFEscQX"
+    "If3LgjGtiQ/9HbTv4koX2/aoFQl2wrw+NIluD0MPT3NJqfTBNfKUSdRXi3H+vANGjSJ3xSjuPkZR+QKK6v8XKJLp8pWZt09v"
+    "UfQlD6X8HrrSZuCaJCbMxOFoSELoJmL1JifwzgTXHCUkSl9gI27yEtEXG4pFTRCtt0B6Uy5lUsHoq3RC18rAzezSDbwwCeXO"
+    "hqJcpyUf2z1t1+86nmh+iO2zenuh0qEbJdQhFp0U3jJhVTw/nwkfPo/AUseuWvm8Wvh0RyCIzR9d2QPcSno4Is1nhbT9fW11"
+    "4t7+DqHhbdA3maiv3Qx2ndfp7joseECsP+08tzF9bst+spxwlJvpwYVxX6iG09v1GzTX/uP91un7fvJCEkvYxhAC1x7Ww8Fw"
+    "B1tCTXxXrQ+YjD7myadwUAGJPJQj6G8R7nNWD1tuHUggd40SGHmIRDPSo0eUYW5/pFN9jCZHJ2HBbwWPLuhDXOGaR1ue+l69"
+    "LQr78niuj7dFqTnnzQnYPddZLk2WFLqB7ujuaxx2t8ANwDk7OqH0NG6rtzif7q1YSzyCYJo33pAgfPfx82gVgQ2KOH0XuPUk"
+    "1W2NMujdYf6M2aA+GoseyfcGdtNNI+mJa8lX1gd9fG6LU9tMenws7c887pubqJpD8P46zQH3dP/p+35y+Yi45zu+ToLtj4o9"
+    "2KhOoUel8oihR6hSP4LazDCPaeaPDzxzXp9mBZoh6us0mQKxtZRFT7EYM4H2HGhrocadtuFB0p981Foq+WuUSiPf0n2oWLh/"
+    "7bvGBN5RQs9fk0DuCxJY/UsC/yWB70qgrC5DDuwkjE/ISRmVIIj0mE9LW+sapc2knt7MtKHHO1oeGO0tOOe7W/ZoduXJA42+"
+    "4IGa//JA/+WBvuuB4j0/Vm/w49neZz6evls5dt52wxeqwDDSW9buk0TPllxsO2zkOJxVYVZ3tlu7h6Ya8Y+2IH7Ysb31MnH9"
+    "PG0+fMvcuai4ppTM0Z51RPLGfQFrBM10ZwNCiBJUZbzOE93g4l0ksxjJJatzahk6y3XAO0yUbzcW117EWbEDpbjVuXYZsuY6"
+    "mol8wKN1nG85lyTfMUM0+K7G+Ubv5mUS5J2NLiZcnBHJYuimp+b32HUWQR6vRw9nt88X8XjxxzKZFsU4vpqZDRG0BC3Y7mqM"
+    "Ts9olWHgd0IFUr4BnyR7ZcPGk3NcRa6RX8SrGZVgvWdc0QLs4ww9YqO25uqFMcNpiNSlzxEhyNqi4yW6w0hrP1XYUCR9NCtS"
+    "SyyWfqUPAfC+5iZYy5ONn7Moguthv1DNirCWEy81WW8bqY5dYDSD21pjYAYXxUNgYE9326PAURPEaBtNbIuml2hIXrKPGWDK"
+    "NEUyL+c/a8tkI0fJ/gTpZE33eb5Vfx+RycdbJQ97Dcq5+8I85M31D9nBc7andTLdtQnkDhPuWHhm8sOOJQi5zkLpx2DyjIll"
+    "UVNV15rmUd4pHxxFcA/YEoQleTRHD+P/zjQYKWth44oNdiMwqfV0VkfJaXpBnw9y+J3OYR/00QQTH4ErEzzWSxzv1ArvwHSl"
+    "7Ar4g4wsdYppnWy3/T2So+lnhGtQke+DyhQMJNkBW9w7eSwYmTSzHdR1EFEMRlqA5uRjpi3iKjFNpKpIxF2EYnksx4HJJZXP"
+    "JJYuY9VgUGF5xAzFogB6A4fr7GxR28QgNHa/EMYi+922hSGSsspmzIWedW7iihhBSgQHoXtTUiWUxZYmJ/cOVzI2rRZAAjIz"
+    "bCNbshDBSywRD82EqSv6W4wmOyNPcOi0Fy6JA7qLqw/CHbnibtw3p6FNeJ9N7se5qaBUzTRuwtY1BTL2daszA0XQw5Vpm3my"
+    "xg4pXE/Sgizb2dycNVh1EYkdFEpF4srsPbgape6RLJzdLfCGuYfgYBDMhAHi2I2eg1L2JDbi1USf4coW43ZUxbbmmTtsm6wP"
+    "VirONrt73m+ZospHrCCNZX1q9YkeZmV72C+G45m2dmwhsyVja5PE02zy3YX+aDOTA4WW6ZzP2ExS6N3SCXuIxfktBxZ8pzO3"
+    "QClam/1JKyag8F081XalEab+YsDP2wOgaTiSaTlm10Cob8zimZXps4hhRcc2DdNRJYdus+4lJsrw3GdJn64yskRlg52kbbiJ"
+    "GjjswiI6hrb2Al4ajL2YseWsFTOsY3nF0JScnT0rwJp3vkdVYqCesXYcJBusuHEybAWcqTos2tgga0h0tjZrbA2iolBsI8A0"
+    "cKVYBln2NC/JXHnTxizxrLwITBaXbqrOQYeUcV+fogrBKCTy2NUqJ5WyMDcYjJKNzmFFs8pcF/Uu5jojE/gtkEhiyUQNnbLQ"
+    "+2QY5LcLxy0DizWXFok9GMPCzdlN7OorN8V5yJT9wL3lHG67iVy0jlxpG83UgTZDMMZ6C7AdacBTvq2ztsyABxe3h0Annilr"
+    "w4tTWzRbNkr6417y3ZqBm56xN34VG2BAFKe6ayPJ38YyBoMEcpnqQ41zqnvGnOt9ZAQVIn7e4myuvdWn5U3ci9kBH7Vwtr0Z"
+    "IsGnh5sNwbXXrZKL08kap9EaMJVANnnHwdBnXTVYaQ1tEDSxI45FyTLdREcOtlxokwGekMknPBaT+VCOVYch34EHUOgUbcwL"
+    "A3CdK1vSmLj2Dk1p7LA3ji3BmGmMDV6Wzgqi1i2hL2oXxnAIOgC5WWKb7nbgVELLJuYChBqhrHCAh1zE+ttAKjzQ/6kr+Swm"
+    "pG/mBDw+dQljnoXAbz6KN1Gu9jUPPF9Gbflce6jJpu+mOrHkDYQ+egt4eXXPSDPXKcVAJJ7JTZjAKQrQzXpAMs6Ry3uT1Rc6"
+    "0t2wLxDXZYPIVVdWqpIwxb0A+C3kpVHACwnowq3FsdvIxu24r27v+bjyMxhrcetpM4MPbHAzZk4rzhVuwMe6Jer8UDLlcV/P"
+    "QaelEWBh2/ponBLRSQXGkZwtllVfy9orH/hAS8kN7kG4y0UMdrbfQRb80AZPc3bHxR6udM7h4zQxrH7WGgD/Dz2cgyznEWDp"
+    "9DSQ1QZ6l9bBZSoCV6qF2aIf9PXUkhQGZ6RnukQdI2lp5SQFXobQXtWMSmA/pXehP0hyWEdC4AXoSEOqi/JtBg6SG0GfzVQi"
+    "bk/tgoyVNp1WZ4vVp/Qu8BvYemK5BEcwZpatjoIU9Zy83NgsAl6RfOBRsKEMO3bNVdQtZ5/Su8BvMPYi6L7KEcG34lQFeHxl"
+    "8VlrnLVvol3HBN7TUE8aulK0HbpF8Cm9C3TuWWGlT5frcZqBM3671oj4WDZw6NeUgwdHcjGOxtOi/CMK/h5fT1nVw7Qq+JvY"
+    "JZv40Q8Sj9rzogj3xfLBqkFNJp1q4VAR9Y3S56QcO5ct9IY+LGmg9HL3eOhL7pT0+nNt5vNv76VIgr5Zhr3P+52Rh+iyzGzg"
+    "CXR9CeO76pIux4Q23O7f3aIHIGRju3UbuOxM6es7v2Iqs6umgWvchHJnFr6Bv0IPIOgbHY0xpgaM5369CRghwKz+DHTq72nr"
+    "Nuq1HToNFuyEdsg7idKDGITeY2e8IsNYpPXaJgFwTaPHz+CH0thC6dHvTFuHIA94o6CpP/BP65W8o5TRuykraSnT0lJWMHZ3"
+    "rUHP2Iy6Hbi2WUfQvwGnrnE/+x1+m8cyuxztff99n+h6jtexLcAPA94B37+uZXz2mx9TjiEXQ+yyxzHkKH8f8dF7dadFmG/h"
+    "z2mW5pLVJAJvQd/HDwXK1JEzizYWEwM2kgD2eQg+z9xEaAaf4TsS6v+ZLrj1dyk3c922svqziNyt5CBs6T21dHrJzVBUTbMf"
+    "C2DHTZOR5mC7dLoOy9k/27XAf9IdtAuYYoafS5Oex++gGLxcBMvkj5+9sdyIbmroP2xu+Hh2xsv5HeU0j7FrkscAkw5wTMor"
+    "30QOQvDnxeOPGzhW4yLZLV7i8yPX8riAR9AnO2BrFssxiY9KjB9nA2KC6dKv7ifOROsXBMLldjS9wDLVRqmFR3p7c6tZT+mF"
+    "G+wJ8zGIc13BZ4s/KsUgPJS114c9RA8l+I5dy0SGOTr3VK/SDx7aV5+EBfgz8G4Ou5tJnem26LN0+YMzCXlKr3VWv3xP2FAX"
+    "4GE5xppWzQKPP6YTnt7x2KaBJzKDGcjU9Etpisbvbahu70HdSk6ebcbi9juwDc0D8pYTtSGWLAw7McB9BglLljFb2IaHTS3z"
+    "N+C+gqtWtOE7Mhm8ckmiY4YtIHxTzYzMHHnOgFvt6W451bKCngL+z1W2HlwHOv9cZevB9f9F/UGhpKJhHWYwndq18071wbN5"
+    "fNC/F9oKwqyrNW2uTOo55t4228/RH8zq5mBLXjsFT3psozCNXXOGPeNpadTLfP+7m8i/tcz7SQ4bL/P+SG+/XOb9TOMql3mb"
+    "c7hnAfq3Xo84mAoajDNdU5fSmch6drIP76Ezkl2BzusThVaKdYUFdtHmIRUMthFC/WP7zf9M+30G/zhBn66IcV6ul7Q/nNF/"
+    "xpY5m392l+CfBjz8k309cw0hxIquTIpzUm/c/XiYH/AY7TuzP+hwua9W/m86XR3Mpn+PlyUwz//7r9/+npIxZaOgmBMyf3AL"
+    "4a5svNvMF/GS3vXbvy/H49lv/1k/PCXhfEufGC3m6Tgql3/e1Y8+pRfW4/iOvvw3juFu/mDZPxjOZm7/Ylt/MQymd62W40VN"
+    "kkyjMW3Si1ZwzVthjWflu6RZ5i+Ga06af4c0/Prvf5NgMhnHXxkMlv+rxTRvUeu1Fn2aPG8z3/5qtxuQPwoUzuMIXD/6Tita"
+    "NtOBJjRvxeU4omWz7F/8GaT5c8b/w563a1loQv5oT6JGPZfqJ94hfmOz3/7iziB+uWEH0oB4uznpJsP+YYe/0dFuxGfPRTzv"
+    "k1Rm9MPbFG9t0DaN2OtFLrbRMJv7p5bvNKFjs1yzTr9cZnuhNrAMFfBWE7hfFsS8D0AD4qzN3jQegJONC76EPrs3N00oP5d0"
+    "nG1rPuJ6lrfZhlx/sHSpEfIf9b9FrUtzytzlKLfPo8xfAOyb80i2LkDyW2OSp0cAf43ubWN7fbhTUCNg7xZRAhTf7/RtM5V6"
+    "uAnmC+L1xVquXmtGj159T6l0qN/ANG8F90+1oqFuP1gh/D72Ktz4NkWOtRn+DIrc1ylyjSkeTjU0YjabPvBuZ5sO79FZx5fQ"
+    "YGC2Qbb5M2hfUHsyjUXs6GzZrykVliqVc4i2Ltfh2lCfQ7t9Odp84wjk6PDJrw12i3L2OUS/fc45+dhOQ/h7TjtuLzfwEIO0"
+    "zqLduYjJZtvnEH04Wu0iHb6ljvA5tC/oCnZorHkObe7rg82BHjuvw/zFOkwN5Xkdbv0jEsZxZ+pytn2BgefP1OXszeUGvnWm"
+    "Lme/XY52+0xdzt5eYLBvztTlbOdyHf52pv7mLqfOuNvm+nsenuMWdsl0PKPZ0ygff+SwvPQOgdhL6k202SNZmczD8fveSnPC"
+    "/CUdleZkm0S34H2vx+T99EFjgu2L5g4ak725TOKgMb1vl8rAUreTa0r1Dafrkz4fT12ghpQ7F5fa1hnUL+l8tc+he3lldXMO"
+    "ee6ieH87hzR/8Z7fnkO+dVGPtznd9qW7Db7vGeRvLgk4TZs0J/3t4j3nziF/uXiSO0evsRdXbNw5iu0tN+yTgJ+j27iL6zbu"
+    "Pd32n//9PzY0ekk="
+)
+# END DEMO MAIL
 
 
 # =============================================================================

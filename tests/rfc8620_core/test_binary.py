@@ -12,6 +12,7 @@ import pytest
 
 import jmapd
 from conftest import Http  # the shared keep-alive client (tests/ is on sys.path)
+from conftest import seed_demo_accounts
 
 CORE = jmapd.URN_CORE
 BOB = Http.basic("bob", "bob")
@@ -168,7 +169,7 @@ def test_an_upload_beyond_maxConcurrentUpload_is_a_limit_problem(web, server):
 def small_upload_web():
     core = jmapd.JmapCore(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds(),
                           limits={"maxSizeUpload": 100})
-    jmapd.SEEDS["demo"](core, "demo")
+    seed_demo_accounts(core)
     server = jmapd.JmapServer(core)
     client = Http(server)
     yield client

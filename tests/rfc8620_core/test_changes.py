@@ -11,6 +11,7 @@ import re
 import pytest
 
 import jmapd
+from conftest import seed_demo_accounts
 
 
 def changes(jmap, since, **args):
@@ -297,7 +298,7 @@ def test_a_restarted_server_purges_tombstones_older_than_thirty_days(tmp_path):
     changes from states before the purged destroy."""
     path = str(tmp_path / "jmapd.sqlite")
     first = jmapd.JmapCore(path, clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
-    jmapd.SEEDS["demo"](first, "demo")
+    seed_demo_accounts(first)
     first.call("alice", "Mailbox/set", {"accountId": "alice", "destroy": ["M17"]})
     assert first.call("alice", "Mailbox/changes",
                       {"accountId": "alice", "sinceState": "11"})["destroyed"] == ["M17"]
@@ -346,7 +347,7 @@ def test_states_of_a_random_id_database_carry_its_epoch():
     import jmapd
     first, second = jmapd.JmapCore(), jmapd.JmapCore()
     for core in (first, second):
-        jmapd.SEEDS["demo"](core, "demo")
+        seed_demo_accounts(core)
     state = first.call("alice", "Mailbox/get", {"accountId": "alice", "ids": []})["state"]
     assert state.startswith(first.state_epoch) and first.state_epoch != second.state_epoch
     assert re.fullmatch(r"[a-z]{4}11", state)

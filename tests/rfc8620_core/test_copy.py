@@ -10,6 +10,7 @@ state "0".
 import pytest
 
 import jmapd
+from conftest import seed_demo_accounts
 
 NOTES = "urn:example:notes"
 USING = [jmapd.URN_CORE, NOTES]
@@ -369,7 +370,7 @@ def test_mailbox_has_no_copy_method(jmap):
 def small_copy_core():
     core = jmapd.JmapCore(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds(),
                           limits={"maxObjectsInSet": 2})
-    jmapd.SEEDS["demo"](core, "demo")
+    seed_demo_accounts(core)
     core.add_datatype(Note())
     add_account(core, "team", "alice")
     core.call("alice", "Note/set", {"accountId": "alice", "create": {

@@ -7,6 +7,7 @@ M6 Trash, M13 Projects (children M14 Apollo, M15 Zephyr), M16 Receipts, M17 Fami
 import pytest
 
 import jmapd
+from conftest import seed_demo_accounts
 
 ALICE_IDS = ["M1", "M2", "M3", "M4", "M5", "M6", "M13", "M14", "M15", "M16", "M17"]
 MAILBOX_PROPERTIES = ["id", "name", "parentId", "role", "sortOrder", "totalEmails",
@@ -198,7 +199,7 @@ def test_unknown_creation_id_reference_is_not_found(jmap):
 def small_get_core():
     core = jmapd.JmapCore(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds(),
                           limits={"maxObjectsInGet": 3})
-    jmapd.SEEDS["demo"](core, "demo")
+    seed_demo_accounts(core)
     yield core
     core.close()
 

@@ -9,6 +9,7 @@ Demo data for alice (state "11"), as id / name / role / sortOrder:
 import pytest
 
 import jmapd
+from conftest import seed_demo_accounts
 
 BY_NAME = ["M14", "M4", "M2", "M17", "M1", "M5", "M13", "M16", "M3", "M6", "M15"]
 
@@ -428,7 +429,7 @@ def test_anchor_within_a_filtered_sorted_result(jmap):
 def capped_core():
     core = jmapd.JmapCore(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds(),
                           limits={"maxQueryLimit": 3})
-    jmapd.SEEDS["demo"](core, "demo")
+    seed_demo_accounts(core)
     yield core
     core.close()
 

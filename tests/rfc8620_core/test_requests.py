@@ -5,6 +5,7 @@ JmapCore.handle_request."""
 import pytest
 
 import jmapd
+from conftest import seed_demo_accounts
 
 CORE, MAIL = jmapd.URN_CORE, jmapd.URN_MAIL
 USING = [CORE, MAIL]
@@ -27,7 +28,7 @@ def small_core():
     """A demo core that accepts at most two method calls per request."""
     core = jmapd.JmapCore(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds(),
                           limits={"maxCallsInRequest": 2})
-    jmapd.SEEDS["demo"](core, "demo")
+    seed_demo_accounts(core)
     yield core
     core.close()
 

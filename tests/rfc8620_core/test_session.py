@@ -8,6 +8,7 @@ import urllib.parse
 import pytest
 
 import jmapd
+from conftest import seed_demo_accounts
 
 CORE, MAIL = jmapd.URN_CORE, jmapd.URN_MAIL
 BASE = "https://jmap.example.test:8443"
@@ -82,7 +83,7 @@ def test_core_capability_reflects_limits_given_to_the_core():
     custom = jmapd.JmapCore(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds(),
                             limits={"maxObjectsInGet": 100, "maxCallsInRequest": 2})
     try:
-        jmapd.SEEDS["demo"](custom, "demo")
+        seed_demo_accounts(custom)
         core_capability = custom.session("alice", BASE)["capabilities"][CORE]
         assert core_capability["maxObjectsInGet"] == 100
         assert core_capability["maxCallsInRequest"] == 2
@@ -227,7 +228,7 @@ def test_session_state_differs_when_the_session_content_differs(core, session):
     custom = jmapd.JmapCore(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds(),
                             limits={"maxObjectsInSet": 100})
     try:
-        jmapd.SEEDS["demo"](custom, "demo")
+        seed_demo_accounts(custom)
         assert custom.session("alice", BASE)["state"] != session["state"]
     finally:
         custom.close()

@@ -8,6 +8,7 @@ get ids M22, M23, ... (Note: N22, ...), and every write moves the state by one.
 import pytest
 
 import jmapd
+from conftest import seed_demo_accounts
 
 NOTES = "urn:example:notes"
 USING_NOTES = [jmapd.URN_CORE, NOTES]
@@ -637,7 +638,7 @@ def test_set_without_permission_is_forbidden_and_writes_nothing(core, jmap, monk
 def small_set_core():
     core = jmapd.JmapCore(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds(),
                           limits={"maxObjectsInSet": 3})
-    jmapd.SEEDS["demo"](core, "demo")
+    seed_demo_accounts(core)
     yield core
     core.close()
 

@@ -13,6 +13,7 @@ import pytest
 
 import jmapd
 from conftest import Http  # the shared keep-alive client (tests/ is on sys.path)
+from conftest import seed_demo_accounts
 
 CORE = jmapd.URN_CORE
 PROBLEM = "application/problem+json"
@@ -94,7 +95,7 @@ def limited_server():
 
     def start(**limits):
         core = jmapd.JmapCore(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds(), limits=limits)
-        jmapd.SEEDS["demo"](core, "demo")
+        seed_demo_accounts(core)
         started.append(jmapd.JmapServer(core))
         return started[-1]
     yield start
