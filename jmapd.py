@@ -66,6 +66,7 @@ import json
 import logging
 import os
 import quopri
+import random
 import re
 import secrets
 import signal
@@ -956,6 +957,9 @@ class Store:
     # -- modseq and state --
 
     def next_modseq(self, account_id: str) -> int:
+        if sqlite3.sqlite_version_info >= (3, 35):  # RETURNING saves a statement per write
+            return self.db.execute("UPDATE account SET modseq = modseq + 1 WHERE id = ? "
+                                   "RETURNING modseq", (account_id,)).fetchone()[0]
         self.db.execute("UPDATE account SET modseq = modseq + 1 WHERE id = ?", (account_id,))
         return self.db.execute("SELECT modseq FROM account WHERE id = ?",
                                (account_id,)).fetchone()[0]
@@ -1637,6 +1641,14 @@ class SetContext:
         self.call, self.account, self.datatype, self.extra = call, account, datatype_, extra
         self.destroying: set[str] = set()
         self.now = call.core.now()
+        self.touched: dict[str, set[str]] = {}  # type -> ids whose computed values changed
+
+    def flush_touched(self) -> None:
+        """One new modseq per object whose counts changed, however many writes did it."""
+        for type_name, ids in self.touched.items():
+            for object_id in sorted(ids):
+                self.store.touch_object(self.account.id, type_name, object_id, self.now)
+        self.touched = {}
 
     @property
     def store(self) -> Store:
@@ -1901,6 +1913,7 @@ def _run_each(context: SetContext, items: Iterable[tuple[str, Any]],
                 done[key] = operation(context, key, value)
         except SetError as error:
             failed[key] = error.to_json()
+    context.flush_touched()
     return done, failed
 
 
@@ -2810,6 +2823,7 @@ class ParsedEmail:
     has_attachment: bool
     body_text: str                      # decoded text of the text body, for search
     part_blobs: dict[str, bytes]        # blobId -> decoded content of each leaf part
+    subject: str | None = None          # header:Subject:asText, once someone needs it
 
     def header(self, name: str) -> str | None:
         values = [v for n, v in self.headers if n.lower() == name]
@@ -2988,12 +3002,20 @@ class Mailbox(DataType):
 
     # -- computed properties --
 
-    def compute(self, call: MethodCall, account: Account, records: dict[str, dict]) -> None:
-        counts = self.counts(call, account, list(records))
+    def compute(self, call: MethodCall, account: Account, records: dict[str, dict],
+                with_counts: bool = True) -> None:
+        counts = self.counts(call, account, list(records)) if with_counts else {}
         rights = dict.fromkeys(MAILBOX_RIGHTS, account.owner == call.user.name)
         for object_id, record in records.items():
-            record.update(counts[object_id])
+            record.update(counts.get(object_id, {}))
             record["myRights"] = dict(rights)
+
+    def render(self, call: MethodCall, account: Account, records: dict[str, dict],
+               wanted: list[str], extra: dict) -> dict[str, dict]:
+        """Counts cost a query over the Email index: only when asked for."""
+        self.compute(call, account, records, with_counts=bool(set(wanted) & set(MAILBOX_COUNTS)))
+        return {object_id: present(self, object_id, record, wanted)
+                for object_id, record in records.items()}
 
     def counts(self, call: MethodCall, account: Account, ids: list[str]) -> dict[str, dict]:
         """RFC 8621 §2 counts per mailbox, from the Email index tables (section 9.3).
@@ -3212,11 +3234,14 @@ def _address_sort_key(addresses: list[dict]) -> str:
 def store_email_row(context: SetContext, object_id: str, record: dict, parsed: ParsedEmail) -> None:
     """Insert the parsed message, its text index and its blob references."""
     store, account_id = context.store, context.account.id
-    seq = store.db.execute("SELECT coalesce(max(seq), 0) + 1 FROM email").fetchone()[0]
-    subject = header_value(parsed.headers, "subject", "asText", False)
-    sent_at = header_value(parsed.headers, "date", "asDate", False)
+    subject, sent_at = parsed.subject, header_value(parsed.headers, "date", "asDate", False)
     addresses = {n: header_value(parsed.headers, n, "asAddresses", False) or []
                  for n in ("from", "to", "cc", "bcc")}
+    seq = store.db.execute(  # the text row's rowid links it to the email row
+        "INSERT INTO email_text (subject, sender, recipient, cc, bcc, body) VALUES (?, ?, ?, ?, ?, ?)",
+        (subject or "", _address_text(addresses["from"]), _address_text(addresses["to"]),
+         _address_text(addresses["cc"]), _address_text(addresses["bcc"]),
+         parsed.body_text[:100_000])).lastrowid
     stored = {"headers": parsed.headers, "structure": parsed.structure,
               "textBody": parsed.text_body, "htmlBody": parsed.html_body,
               "attachments": parsed.attachments, "preview": parsed.preview,
@@ -3229,12 +3254,6 @@ def store_email_row(context: SetContext, object_id: str, record: dict, parsed: P
          _unicode_casemap_key(base_subject(subject)), _address_sort_key(addresses["from"]),
          _address_sort_key(addresses["to"]), int(parsed.has_attachment),
          json.dumps(stored, separators=(",", ":"))))
-    store.db.execute(
-        "INSERT INTO email_text (rowid, subject, sender, recipient, cc, bcc, body) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)", (seq, subject or "", _address_text(addresses["from"]),
-                                         _address_text(addresses["to"]),
-                                         _address_text(addresses["cc"]),
-                                         _address_text(addresses["bcc"]), parsed.body_text[:100_000]))
     holder = f"Email/{object_id}"
     store.add_blob_ref(account_id, record["blobId"], holder, "message/rfc822", None)
     for part_blob, (part_id, media_type) in _part_blobs(parsed.structure).items():
@@ -3498,8 +3517,7 @@ class Email(DataType):
             delete_email_row(context, object_id)
         if record is None or existing is None:
             thread_sync(context, (record or existing)["threadId"])
-        for mailbox_id in sorted(touched):
-            context.store.touch_object(context.account.id, "Mailbox", mailbox_id, context.now)
+        context.touched.setdefault("Mailbox", set()).update(touched)
 
     # -- reads --
 
@@ -3684,9 +3702,9 @@ def import_message(context: SetContext, creation_id: str, raw: bytes, blob_id: s
         raise SetError("invalidEmail", "the blob has no header fields: not an RFC 5322 message")
     message_ids = [m for n in ("message-id", "in-reply-to", "references")
                    for m in header_value(parsed.headers, n, "asMessageIds", False) or []]
-    subject = header_value(parsed.headers, "subject", "asText", False)
+    parsed.subject = header_value(parsed.headers, "subject", "asText", False)
     thread_id = thread_for(context.store, context.call.core, context.account.id, message_ids,
-                           subject)
+                           parsed.subject)
     context.parsed = parsed
     base = {"blobId": blob_id, "threadId": thread_id, "size": len(raw),
             "receivedAt": received_at or _received_at_of(parsed) or format_utc(
@@ -3796,6 +3814,7 @@ def remove_emails_from_mailbox(context: SetContext, mailbox_id: str) -> None:
         else:
             store.destroy_object(account_id, "Email", email_id, emails.now)
             email_type.after_write(emails, email_id, None, record)
+    emails.flush_touched()
 
 
 ON_MAILBOX_DESTROY.append(remove_emails_from_mailbox)
@@ -4255,6 +4274,11 @@ class JmapServer:
         self.stop()
 
 
+def seed_builder(seed: str | None) -> Callable:
+    """The builder for "demo", "generated:N" (name before the colon), or a path."""
+    return SEEDS.get((seed or "").partition(":")[0]) or SEEDS[FILE_SEED]
+
+
 _SEED_TEMPLATES: dict[tuple, JmapCore] = {}  # per process: a named seed is built once
 _SEED_TEMPLATES_LOCK = threading.Lock()
 
@@ -4264,17 +4288,17 @@ def _seeded_core(seed: str | None, db: str, clock: Any, ids: Any,
     """A core holding the seed: an in-memory copy of a template built once per process
     for a named seed, else built here (files, or a --db that may already have data)."""
     deterministic = getattr(ids, "counter", None) is not None
-    if db != ":memory:" or seed not in SEEDS or seed == FILE_SEED:
+    if db != ":memory:" or seed_builder(seed) is SEEDS[FILE_SEED]:
         core = JmapCore(db, clock=clock, ids=ids, limits=limits)
         if seed and not core.users():  # a --db that has users keeps them as they are
-            (SEEDS.get(seed) or SEEDS[FILE_SEED])(core, seed)
+            seed_builder(seed)(core, seed)
         return core
     key = (seed, deterministic, clock.now() if isinstance(clock, FixedClock) else None)
     with _SEED_TEMPLATES_LOCK:
         if key not in _SEED_TEMPLATES:
             template = JmapCore(clock=FixedClock(clock.now()) if isinstance(clock, FixedClock)
                                 else None, ids=SequentialIds() if deterministic else None)
-            SEEDS[seed](template, seed)
+            seed_builder(seed)(template, seed)
             _SEED_TEMPLATES[key] = template
         template = _SEED_TEMPLATES[key]
     core = JmapCore(clock=clock, ids=ids, limits=limits)
@@ -4421,6 +4445,78 @@ def _import_batches(core: JmapCore, manifest: list[dict], read: Callable[[str], 
                 raise ValueError(f"seed mail not imported: {result['notCreated']}")
 
 
+GENERATED_WORDS = ("budget launch review agenda invoice report update meeting travel offsite "
+                   "design roadmap hiring release backup security lunch contract draft "
+                   "feedback metrics migration outage survey workshop").split()
+GENERATED_TEXT = [GENERATED_WORDS[(n * n + 3 * n) % len(GENERATED_WORDS)] for n in range(4096)]
+GENERATED_NAMES = ("Ava Brooks|Ben Carter|Chloé Dubois|Dmitri Orlov|Emma Fischer|Farah Khan|"
+                   "Gabriel Silva|Hana Sato|Ivan Petrov|Júlia Costa|Kofi Mensah|Lena Müller|"
+                   "Marco Rossi|Nadia Haddad|Oskar Berg|Priya Nair").split("|")
+
+
+def generated_message(number: int, rng: "random.Random") -> tuple[bytes, str, list[str]]:
+    """One synthetic message (raw, mailbox path, keywords): threads of up to five
+    replies, an attachment in one of eight, HTML in one of four."""
+    thread, position = divmod(number, 5)
+    name = GENERATED_NAMES[thread % len(GENERATED_NAMES)]
+    address = name.split()[0].lower().encode("ascii", "ignore").decode() + "@example.net"
+    topic = " ".join(GENERATED_WORDS[(thread * 7 + k) % len(GENERATED_WORDS)] for k in range(3))
+    subject = ("Re: " if position else "") + f"{topic.capitalize()} #{thread}"
+    moment = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(
+        minutes=number * 7 + rng.randrange(5))
+    refs = " ".join(f"<g{thread}.{p}@gen.example>" for p in range(position))
+    lines = [f"From: {encode_header_words(name)} <{address}>", "To: alice@example.com",
+             f"Subject: {subject}", f"Date: {email.utils.format_datetime(moment)}",
+             f"Message-ID: <g{thread}.{position}@gen.example>", "MIME-Version: 1.0"]
+    if refs:
+        lines += [f"In-Reply-To: <g{thread}.{position - 1}@gen.example>", f"References: {refs}"]
+    start = rng.randrange(len(GENERATED_TEXT) - 120)
+    words = " ".join(GENERATED_TEXT[start:start + 40 + number % 80])
+    body = f"Hi Alice,\r\n\r\n{words}.\r\n\r\n{name}\r\n"
+    if number % 8 == 3:
+        attachment = base64.b64encode(rng.randbytes(600)).decode()
+        lines.append('Content-Type: multipart/mixed; boundary="g"')
+        body = (f"--g\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}--g\r\n"
+                f"Content-Type: application/pdf\r\nContent-Disposition: attachment; "
+                f"filename=\"{topic.replace(' ', '-')}.pdf\"\r\nContent-Transfer-Encoding: base64"
+                f"\r\n\r\n{attachment}\r\n--g--\r\n")
+    elif number % 4 == 1:
+        lines.append('Content-Type: multipart/alternative; boundary="a"')
+        body = (f"--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}--a\r\n"
+                f"Content-Type: text/html; charset=utf-8\r\n\r\n<p>{words}</p>\r\n--a--\r\n")
+    else:
+        lines.append("Content-Type: text/plain; charset=utf-8")
+    box = ("Inbox", "Archive", "Projects/Apollo", "Projects/Zephyr", "Receipts")[
+        0 if number % 10 < 6 else 1 + number % 4]
+    keywords = (["$seen"] if rng.random() < 0.7 else []) + (["$flagged"] if number % 37 == 0 else [])
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode("utf-8"), box, keywords
+
+
+def encode_header_words(text: str) -> str:
+    """RFC 2047 B-encoding for a non-ASCII phrase (ASCII stays as it is)."""
+    if text.isascii():
+        return text
+    return "=?UTF-8?B?" + base64.b64encode(text.encode()).decode() + "?="
+
+
+@seed("generated")
+def seed_generated(core: JmapCore, source: str) -> None:
+    """`generated:N`: the demo users and folders, then N synthetic messages for alice."""
+    count = int(source.partition(":")[2] or 1000)
+    rng = random.Random(count)
+    with core.store.transaction():
+        seed_empty(core)
+        for name, folders in DEMO_FOLDERS.items():
+            create_mailbox_tree(core, core.user(name), folders)
+    for start in range(0, count, 500):  # one transaction per batch keeps memory flat
+        messages = [generated_message(n, rng) for n in range(start, min(count, start + 500))]
+        with core.store.transaction():
+            import_mail(core, [{"file": str(i), "user": "alice", "mailbox": box,
+                                "keywords": keywords, "receivedAt": None}
+                               for i, (_, box, keywords) in enumerate(messages)],
+                        lambda name: messages[int(name)][0])
+
+
 @seed(FILE_SEED)
 def seed_from_file(core: JmapCore, path: str) -> None:
     """A JSON user file (see fixtures/seeds/), a folder laid out like fixtures/demo/
@@ -4467,6 +4563,8 @@ def split_mbox(data: bytes) -> list[bytes]:
     for chunk in re.split(rb"(?m)^From [^\n]*\n", data.replace(b"\r\n", b"\n")):
         if chunk.strip():
             body = re.sub(rb"(?m)^>(>*From )", rb"\1", chunk)
+            if body.endswith(b"\n\n"):
+                body = body[:-1]  # the blank line before "From " belongs to the mbox
             messages.append(body.replace(b"\n", b"\r\n"))
     return messages
 

@@ -90,4 +90,49 @@ if __name__ == "__main__":
     bench_clone()
     bench_http_requests()
     bench_mailbox_scale()
+    bench_mail_scale(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
     print(f"(all benchmarks: {time.perf_counter() - start:.1f} s)")
+
+
+def bench_mail_scale(count=100_000):
+    """RFC 8621 reading at scale: generated:N, then the queries a client makes."""
+    import resource
+    path = os.path.join(os.path.dirname(__file__), f".bench-generated-{count}.sqlite")
+    if not os.path.exists(path):
+        start = time.perf_counter()
+        builder = jmapd.JmapCore(path)
+        jmapd.SEEDS["generated"](builder, f"generated:{count}")
+        builder.close()
+        print(f"generated:{count} seeded in {time.perf_counter() - start:.1f} s "
+              f"({(time.perf_counter() - start) / count * 1000:.2f} ms a message)")
+    on_disk = jmapd.JmapCore(path)
+    core = on_disk.clone()  # measure the default, in-memory store
+    on_disk.close()
+    inbox = jmapd.mailbox_paths(core, core.user("alice"))["Inbox"]
+    newest = [{"property": "receivedAt", "isAscending": False}]
+
+    def query(**args):
+        return core.call("alice", "Email/query", {"accountId": "alice", "limit": 50, **args})
+    figures = {
+        "Email/query inMailbox, receivedAt desc, limit 50":
+            lambda: query(filter={"inMailbox": inbox}, sort=newest),
+        "  the same with collapseThreads":
+            lambda: query(filter={"inMailbox": inbox}, sort=newest, collapseThreads=True),
+        "  the same with calculateTotal":
+            lambda: query(filter={"inMailbox": inbox}, sort=newest, calculateTotal=True),
+        "Email/query text search (one word)":
+            lambda: query(filter={"text": "roadmap"}, sort=newest),
+    }
+    for label, run in figures.items():
+        median, _ = timed(run, 15)
+        print(f"{label}: median {median * 1000:.1f} ms")
+    ids = query(filter={"inMailbox": inbox}, sort=newest)["ids"]
+    get_args = {"accountId": "alice", "ids": ids, "fetchTextBodyValues": True,
+                "properties": ["subject", "from", "receivedAt", "preview", "bodyValues",
+                               "textBody", "keywords", "threadId"]}
+    median, _ = timed(lambda: core.call("alice", "Email/get", get_args), 15)
+    print(f"Email/get of 50 emails with preview and bodyValues: median {median * 1000:.1f} ms")
+    median, _ = timed(lambda: core.call("alice", "Mailbox/get", {"accountId": "alice"}), 10)
+    print(f"Mailbox/get with counts over {count} emails: median {median * 1000:.1f} ms")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory of this process: {peak:.0f} MB")

@@ -104,18 +104,35 @@ CORPUS = [
 ]
 
 
+class Caller:
+    """Just enough of conftest's Jmap to build the corpus in a module-scoped core."""
+
+    def __init__(self, core):
+        self.core = core
+
+    def call(self, name, args):
+        request = {"using": [jmapd.URN_CORE, jmapd.URN_MAIL], "methodCalls": [[name, args, "c"]]}
+        response_name, result, _ = self.core.handle_request(A, request)["methodResponses"][0]
+        assert response_name == name, result
+        return result
+
+
 class Mail:
     """The imported corpus: .ids {key: Email id}, .keys {Email id: key}, .box {W/H/L: id}."""
 
-    def __init__(self, core, jmap):
+    def __init__(self, core, jmap, box=None, ids=None):
         self.core, self.jmap = core, jmap
-        created = jmap.call("Mailbox/set", {"accountId": A, "create": {
+        self.box, self.ids = dict(box or {}), dict(ids or {})
+        self.keys = {email_id: key for key, email_id in self.ids.items()}
+
+    def build(self):
+        created = self.jmap.call("Mailbox/set", {"accountId": A, "create": {
             name: {"name": f"Query {name}"} for name in "WHL"}})["created"]
         self.box = {name: created[name]["id"] for name in "WHL"}
-        self.ids, self.keys = {}, {}
         for key, headers, body, size, content_type, boxes, keywords, received in CORPUS:
             raw = message(headers, body, size, content_type or "text/plain; charset=utf-8")
             self.add(key, raw, boxes, keywords, received)
+        return self
 
     def add(self, key, raw, boxes, keywords=(), received="2026-01-10T09:00:00Z"):
         user = self.core.user(A)
@@ -154,9 +171,21 @@ class Mail:
         return result
 
 
+@pytest.fixture(scope="module")
+def corpus(demo_template):
+    """The demo seed plus the corpus, imported once per module (cloned for each test)."""
+    template = demo_template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
+    built = Mail(template, Caller(template)).build()
+    yield template, built.box, built.ids
+    template.close()
+
+
 @pytest.fixture
-def mail(core, jmap):
-    return Mail(core, jmap)
+def mail(corpus, jmap):
+    template, box, ids = corpus
+    fresh = template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
+    yield Mail(fresh, type(jmap)(fresh, A), box, ids)
+    fresh.close()
 
 
 # -- §4.4.1 filter conditions, one at a time --
