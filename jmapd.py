@@ -54,6 +54,7 @@ __all__ = [
 
 import argparse
 import base64
+import codecs
 import contextlib
 import dataclasses
 import datetime
@@ -229,6 +230,7 @@ SET_ERRORS = {
     "alreadyExists": "RFC 8620 §5.4",
     "mailboxHasChild": "RFC 8621 §2.5",
     "mailboxHasEmail": "RFC 8621 §2.5",
+    "invalidEmail": "RFC 8621 §4.8",
 }
 
 HTTP_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -266,12 +268,13 @@ class RequestError(Exception):
         return body
 
 
-class MethodError(Exception):
-    """A method-level error (RFC 8620 §3.6.2): the call answers ["error", {...}, id]."""
+class _TypedError(Exception):
+    """A JMAP error object {type, description?, ...}; `types` is its level's table."""
+    types: dict[str, str] = {}
 
     def __init__(self, type: str, description: str | None = None, **members: Any) -> None:
-        if type not in METHOD_ERRORS:
-            raise ValueError(f"unknown method error type {type!r}")
+        if type not in self.types:
+            raise ValueError(f"unknown {self.__class__.__name__} type {type!r}")
         super().__init__(description or type)
         self.type, self.description, self.members = type, description, members
 
@@ -283,24 +286,19 @@ class MethodError(Exception):
         return body
 
 
-class SetError(Exception):
-    """A per-object error inside /set or /copy (RFC 8620 §5.3 SetError)."""
+class MethodError(_TypedError):
+    """A method-level error (RFC 8620 §3.6.2): the call answers ["error", {...}, id]."""
+    types = METHOD_ERRORS
 
-    def __init__(self, type: str, description: str | None = None, **members: Any) -> None:
-        if type not in SET_ERRORS:
-            raise ValueError(f"unknown SetError type {type!r}")
-        super().__init__(description or type)
-        self.type, self.description, self.members = type, description, members
+
+class SetError(_TypedError):
+    """A per-object error inside /set or /copy (RFC 8620 §5.3 SetError)."""
+    types = SET_ERRORS
 
     @classmethod
     def invalid_properties(cls, properties: Iterable[str], description: str) -> "SetError":
         """invalidProperties listing *all* offending properties (RFC 8620 §5.3)."""
         return cls("invalidProperties", description, properties=sorted(set(properties)))
-
-    def to_json(self) -> dict:
-        body = {"type": self.type, "description": self.description}
-        body.update(self.members)
-        return body
 
 
 def invalid_arguments(description: str) -> MethodError:
@@ -2396,10 +2394,9 @@ def decode_encoded_words(text: str) -> str:
     for match in _ENCODED_WORD.finditer(text):
         before = text[last_end:match.start()]
         after = text[match.end():match.end() + 1]
-        if (match.start() and not text[match.start() - 1].isspace()
-                and text[match.start() - 1] not in "(\"") or (after and not after.isspace()
-                                                              and after not in ")\""):
-            continue  # RFC 8621 §4.1.2.2: misplaced syntax is not decoded
+        if ((match.start() and not text[match.start() - 1].isspace())
+                or (after and not after.isspace())):
+            continue  # RFC 2047 §5, RFC 8621 §4.1.2.2: misplaced syntax is not decoded
         decoded = _decode_word(*match.groups())
         if decoded is None:
             continue
@@ -2413,12 +2410,13 @@ def decode_encoded_words(text: str) -> str:
 
 def _decode_word(charset: str, encoding: str, payload: str) -> str | None:
     try:
+        codecs.lookup(charset)  # RFC 8621 §4.1.2.2: only a known character set is decoded
         if encoding in "Bb":
             data = base64.b64decode(payload + "=" * (-len(payload) % 4))
         else:
             data = re.sub(rb"=([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]),
                           payload.replace("_", " ").encode("ascii", errors="replace"))
-    except (ValueError, UnicodeError):
+    except (ValueError, UnicodeError, LookupError):
         return None
     text, _ = decode_bytes(data, charset)
     return "".join(ch for ch in text if ch == "\t" or unicodedata.category(ch) != "Cc")
@@ -2503,8 +2501,7 @@ def _mailbox(words: list[str], angle: str | None, comment: str | None) -> dict |
                 "email": angle.strip()}
     if not words:
         return None
-    return {"name": _phrase([comment]) if comment else None,
-            "email": "".join(w.strip('"') for w in words)}
+    return {"name": _phrase([comment]) if comment else None, "email": "".join(words)}
 
 
 def header_as_addresses(raw: str) -> list[dict]:
@@ -2595,27 +2592,27 @@ def parse_parameters(raw: str) -> tuple[str, dict[str, str]]:
             pieces.setdefault(continued.group(1), {})[int(continued.group(2))] = (
                 text, bool(continued.group(3)))
         elif key.endswith("*"):
-            params[key[:-1]] = _decode_2231(text, True)
+            params[key[:-1]] = _decode_2231(text, True)  # RFC 2231 §4: charset'lang'value
         else:
             params.setdefault(key, text)
     for key, numbered in pieces.items():
-        joined = "".join(_decode_2231(t, encoded and i == 0, charset_in=encoded and i != 0)
-                         for i, (t, encoded) in sorted(numbered.items()))
-        params[key] = joined
+        params[key] = _join_2231(sorted(numbered.items()))
     return "".join(head.split()).lower(), params
 
 
-def _decode_2231(text: str, encoded: bool, charset_in: bool = False) -> str:
-    if charset_in:
-        return urllib.parse.unquote(text, errors="replace")
-    if not encoded:
-        return text
-    charset, _, remainder = text.partition("'")
-    _, _, data = remainder.partition("'")
-    if not remainder:
-        return urllib.parse.unquote(text, errors="replace")
-    decoded, _ = decode_bytes(urllib.parse.unquote_to_bytes(data), charset or "utf-8")
-    return decoded
+def _join_2231(segments: list[tuple[int, tuple[str, bool]]]) -> str:
+    """RFC 2231 §3-4: segments joined as octets, then decoded in the first's charset."""
+    charset, octets = "utf-8", b""
+    for index, (text, encoded) in segments:
+        if encoded and index == 0 and text.count("'") >= 2:
+            charset, _, text = text.split("'", 2)[0], "", text.split("'", 2)[2]
+        octets += (urllib.parse.unquote_to_bytes(text) if encoded
+                   else text.encode("utf-8", errors="replace"))
+    return decode_bytes(octets, charset or "utf-8")[0]
+
+
+def _decode_2231(text: str, encoded: bool) -> str:
+    return _join_2231([(0, (text, encoded))])
 
 
 def part_content_type(part_headers: list, default: str) -> tuple[str, dict]:
@@ -2677,12 +2674,10 @@ def transfer_decode(raw: bytes, part: MimePart) -> tuple[bytes, bool]:
     """A part's content after Content-Transfer-Encoding; (octets, unknown encoding?)."""
     encoding = (part.header("content-transfer-encoding") or "").strip().lower()
     body = raw[part.start:part.end]
-    if encoding == "base64":
-        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", body)
-        try:
-            return base64.b64decode(cleaned[:len(cleaned) - len(cleaned) % 4]), False
-        except ValueError:
-            return b"", True
+    if encoding == "base64":  # junk ignored, padding restored, a dangling sextet dropped
+        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", body.split(b"=", 1)[0])
+        cleaned = cleaned[:len(cleaned) - 1] if len(cleaned) % 4 == 1 else cleaned
+        return base64.b64decode(cleaned + b"=" * (-len(cleaned) % 4)), False
     if encoding == "quoted-printable":
         return quopri.decodestring(body), False
     return body, encoding not in ("", "7bit", "8bit", "binary")

@@ -223,9 +223,6 @@ def test_as_text_does_not_decode_misplaced_encoded_words(jmap, core):
     assert value == "foo=?UTF-8?Q?bar?= =?UTF-8?Q?baz?=qux"
 
 
-@pytest.mark.xfail(reason="jmapd bug: an encoded word touching a '\"' is decoded in an "
-                          "unstructured field, against RFC 2047 §5(1) placement rules",
-                   strict=True)
 def test_as_text_does_not_decode_an_encoded_word_touching_a_quote(jmap, core):
     """§4.1.2.2: in unstructured text (Subject) an encoded word must be separated from
     adjacent text by white space (RFC 2047 §5(1)); a quote mark next to it is misplacement."""
@@ -245,9 +242,6 @@ def test_as_text_of_raw_utf8_is_kept(jmap, core):
     assert header_prop(jmap, core, "Subject: Grüße 日本\n", "subject") == "Grüße 日本"
 
 
-@pytest.mark.xfail(reason="jmapd bug: an encoded word in an unknown charset is decoded as "
-                          "UTF-8; RFC 8621 §4.1.2.2 decodes only known charsets",
-                   strict=True)
 def test_as_text_leaves_an_encoded_word_in_an_unknown_charset(jmap, core):
     """§4.1.2.2: only encoded words "with a known character set" are decoded; an unknown
     one stays as written (or, failing, becomes U+FFFD)."""
@@ -318,8 +312,6 @@ def test_as_grouped_addresses_collects_mailboxes_after_a_group_in_a_new_null_gro
                                      {"name": None, "email": "d@x.test"}]}]
 
 
-@pytest.mark.xfail(reason="jmapd bug: the DQUOTEs of a quoted local-part are stripped, so "
-                          "email is not the addr-spec", strict=True)
 def test_as_addresses_keeps_a_quoted_local_part_as_written(jmap, core):
     """§4.1.2.3: email is the addr-spec; a quoted-string local-part keeps its quotes."""
     value = header_prop(jmap, core, 'From: "john doe"@example.com\n', "from")
@@ -744,8 +736,6 @@ def test_part_blob_ids_download_the_decoded_content(jmap, core):
         b"From: inner@x.test\r\nSubject: inner\r\n\r\nInner body.", "message/rfc822")
 
 
-@pytest.mark.xfail(reason="jmapd bug: base64 decoding strips '=' padding and then drops the "
-                          "last 1-3 characters, losing the final octets", strict=True)
 def test_a_padded_base64_part_decodes_to_every_octet(jmap, core):
     """§4.1.4: blobId is the content after transfer decoding: "SGVsbG8=" is "Hello"."""
     email_id = imported(jmap, core, crlf(
@@ -883,8 +873,6 @@ def test_importing_with_a_stale_if_in_state_is_state_mismatch(jmap, core):
     assert result["created"]["k"]["id"]
 
 
-@pytest.mark.xfail(reason="jmapd bug: invalidEmail is missing from SET_ERRORS, so raising it "
-                          "turns the whole call into serverFail", strict=True)
 def test_importing_a_blob_with_no_header_is_invalid_email(jmap, core):
     """§4.8: a blob that is not an RFC 5322 message may be rejected with invalidEmail."""
     blob_id = upload(core, b"just some text, no header at all\r\n", "text/plain")

@@ -145,6 +145,13 @@ class Mail:
         self.ids[key], self.keys[email_id] = email_id, key
         return email_id
 
+    def new_box(self, name):
+        """Another Mailbox of this test's own (its id is also kept as .box[name])."""
+        created = self.jmap.call("Mailbox/set", {"accountId": A, "create": {
+            "n": {"name": f"Query {name}"}}})["created"]
+        self.box[name] = created["n"]["id"]
+        return self.box[name]
+
     def mine(self, filter_=None):
         """The filter, restricted to this corpus's three Mailboxes."""
         mine = {"operator": "OR", "conditions": [{"inMailbox": b} for b in self.box.values()]}
@@ -228,6 +235,31 @@ def test_after_is_inclusive_of_the_given_date(mail):
     """§4.4.1 after: receivedAt must be the same as or after the date; p1 is in."""
     assert mail.query({"after": "2026-01-05T10:00:00Z"}) == ["p1", "p2", "p3", "q3", "s2"]
     assert mail.query({"after": "2026-01-05T10:00:01Z"}) == ["p2", "p3", "q3", "s2"]
+
+
+@pytest.mark.xfail(reason="jmapd bug: an empty inMailboxOtherThan list compiles to "
+                          "'mailbox_id NOT IN (NULL)', which is never true, so nothing matches",
+                   strict=True)
+def test_in_mailbox_other_than_an_empty_list_matches_every_email(mail):
+    """§4.4.1 inMailboxOtherThan: every Email is in at least one Mailbox, and none of its
+    Mailboxes is in an empty list, so [] matches all."""
+    assert mail.query({"inMailboxOtherThan": []}) == BY_RECEIVED
+
+
+@pytest.mark.xfail(reason="jmapd bug: before/after dates are truncated to whole seconds, so "
+                          "p1 received at 10:00:00 is not before 10:00:00.500", strict=True)
+def test_before_compares_fractional_seconds_exactly(mail):
+    """§4.4.1 before with a UTCDate with fractional seconds (RFC 8620 §1.4): 10:00:00 is
+    before 10:00:00.500."""
+    assert mail.query({"before": "2026-01-05T10:00:00.500Z"}) == ["q1", "q2", "s1", "p1"]
+
+
+@pytest.mark.xfail(reason="jmapd bug: before/after dates are truncated to whole seconds, so "
+                          "p1 received at 10:00:00 counts as after 10:00:00.500", strict=True)
+def test_after_compares_fractional_seconds_exactly(mail):
+    """§4.4.1 after with a UTCDate with fractional seconds (RFC 8620 §1.4): 10:00:00 is not
+    the same as or after 10:00:00.500."""
+    assert mail.query({"after": "2026-01-05T10:00:00.500Z"}) == ["p2", "p3", "q3", "s2"]
 
 
 def test_before_and_after_together_make_a_half_open_interval(mail):
@@ -369,6 +401,28 @@ def test_header_with_two_elements_looks_for_the_text_in_the_field(mail):
     assert mail.query({"header": ["Subject", "GARDEN"]}) == ["q1", "q2", "q3"]
     assert mail.query({"header": ["In-Reply-To", "p2@example.com"]}) == ["p3"]
     assert mail.query({"header": ["Subject", "telescopes"]}) == []
+
+
+ENCODED = message([("From", "=?UTF-8?Q?Jos=C3=A9_Garc=C3=ADa?= <jose@example.com>"),
+                   ("Subject", "=?UTF-8?Q?Caf=C3=A9_au_lait?=")], "Milk.\r\n", 400)
+
+
+def test_subject_and_from_match_decoded_encoded_words(mail):
+    """§4.4.1: syntactically correct RFC 2047 encoded words SHOULD be decoded before
+    matching: subject "café" and from "garcia" find "=?UTF-8?Q?Caf=C3=A9...?=" (José García)."""
+    mail.add("enc", ENCODED, "L")
+    assert mail.query({"subject": "caf\u00e9"}) == ["enc"]
+    assert mail.query({"from": "Garc\u00eda"}) == ["enc"]
+    assert mail.query({"from": "jose"}) == ["enc"]
+
+
+@pytest.mark.xfail(reason="jmapd bug (SHOULD): the header filter looks in the raw value, so "
+                          "RFC 2047 encoded words are not decoded before matching", strict=True)
+def test_header_matches_decoded_encoded_words(mail):
+    """§4.4.1: encoded words SHOULD be decoded before matching text, the header condition
+    included: ["Subject", "café"] finds "=?UTF-8?Q?Caf=C3=A9_au_lait?="."""
+    mail.add("enc", ENCODED, "L")
+    assert mail.query({"header": ["Subject", "caf\u00e9"]}) == ["enc"]
 
 
 def test_tokens_outside_a_phrase_must_all_be_present(mail):
@@ -525,6 +579,25 @@ def test_sort_by_one_property_ascending_and_descending(mail, prop, ascending):
     assert mail.query(sort=[{"property": prop, "isAscending": False}]) == ascending[::-1]
 
 
+@pytest.mark.xfail(reason="jmapd bug: receivedAt is indexed in whole seconds, so Emails "
+                          "received within one second sort by id, not by receivedAt", strict=True)
+def test_received_at_sort_orders_fractional_seconds(mail):
+    """§4.4.2 receivedAt: the receivedAt date as returned in the Email object, so
+    10:00:00.700Z sorts after 10:00:00.200Z whatever the import order."""
+    mail.new_box("F")
+    late, early = "2026-02-01T10:00:00.700Z", "2026-02-01T10:00:00.200Z"
+    for key, received in (("late", late), ("early", early)):
+        raw = message([("From", "a@example.com"), ("Subject", key)], "x\r\n", 300)
+        mail.add(key, raw, "F", received=received)
+    got = mail.jmap.call("Email/get", {"accountId": A, "properties": ["receivedAt"],
+                                       "ids": [mail.ids["late"], mail.ids["early"]]})["list"]
+    assert [e["receivedAt"] for e in got] == [late, early]
+    result = mail.jmap.call("Email/query", {"accountId": A,
+                                            "filter": {"inMailbox": mail.box["F"]},
+                                            "sort": [{"property": "receivedAt"}]})
+    assert [mail.keys[i] for i in result["ids"]] == ["early", "late"]
+
+
 def test_subject_sort_uses_the_base_subject_without_re(mail):
     """§4.4.2 subject: the base subject (RFC 5256 §2.1): "Re:"/"RE:" are stripped, so
     "Re: Apollo" sorts with "Apollo", before "Garden"; receivedAt (descending) breaks ties."""
@@ -532,6 +605,43 @@ def test_subject_sort_uses_the_base_subject_without_re(mail):
     assert mail.query(sort=sort) == ["p3", "p2", "p1", "q3", "q2", "q1", "s2", "s1"]
     sort[0]["isAscending"] = False
     assert mail.query(sort=sort) == ["s1", "s2", "q3", "q2", "q1", "p3", "p2", "p1"]
+
+
+def sorted_by_subject(mail, subjects):
+    """Import one message per subject (in order, a day apart) into a new Mailbox; answer
+    their keys sorted by [subject, receivedAt descending]."""
+    mail.new_box("Z")
+    for n, subject in enumerate(subjects):
+        raw = message([("From", "a@example.com"), ("Subject", subject)], "x\r\n", 300)
+        mail.add(f"z{n}", raw, "Z", received=f"2026-02-{n + 10}T10:00:00Z")
+    result = mail.jmap.call("Email/query", {
+        "accountId": A, "filter": {"inMailbox": mail.box["Z"]},
+        "sort": [{"property": "subject"}, {"property": "receivedAt", "isAscending": False}]})
+    return [mail.keys[i] for i in result["ids"]]
+
+
+def test_subject_sort_strips_re_fwd_and_list_tags(mail):
+    """§4.4.2 subject, base subject per RFC 5256 §2.1: "Re:", "Fw:", "[tag]" leaders and
+    "Re[2]:" are removed; "Re: [list] Apple" sorts as "Apple"."""
+    assert sorted_by_subject(mail, ["Cherry", "Re: [list] Re[2]: Apple", "Fw: Banana"]) == [
+        "z1", "z2", "z0"]
+
+
+@pytest.mark.xfail(reason="jmapd bug: base_subject strips a whole '[Fwd: ...]' as a list tag, "
+                          "leaving '', instead of unwrapping it (RFC 5256 §2.1 step 5)",
+                   strict=True)
+def test_subject_sort_unwraps_a_forwarded_subject(mail):
+    """§4.4.2 subject, RFC 5256 §2.1 (4)-(5): "[Fwd: Banana]" has base subject "Banana"
+    (a blob is only removed if text remains), so it sorts between Apple and Cherry."""
+    assert sorted_by_subject(mail, ["Cherry", "[Fwd: Banana]", "Apple"]) == ["z2", "z1", "z0"]
+
+
+@pytest.mark.xfail(reason="jmapd bug: base_subject keeps a trailing '(fwd)' (RFC 5256 §2.1 "
+                          "step 2), so 'Cherry (fwd)' sorts after 'Cherry'", strict=True)
+def test_subject_sort_drops_a_fwd_trailer(mail):
+    """§4.4.2 subject, RFC 5256 §2.1 (2): "Cherry (fwd)" has base subject "Cherry": a tie
+    with "Cherry" that the later receivedAt (descending) breaks."""
+    assert sorted_by_subject(mail, ["Cherry", "Cherry (fwd)"]) == ["z1", "z0"]
 
 
 def test_has_keyword_sort_puts_emails_with_the_keyword_last_ascending(mail):
@@ -592,7 +702,8 @@ def test_an_unknown_sort_property_is_unsupported_sort(mail, prop):
 
 def test_the_supported_sorts_are_advertised_in_the_account_capability(core):
     """§1.3.1 emailQuerySortOptions lists every sort of §4.4.2 that jmapd supports."""
-    options = jmapd.MAIL_ACCOUNT_LIMITS["emailQuerySortOptions"]
+    account = core.session(A, "http://localhost")["accounts"][A]
+    options = account["accountCapabilities"][jmapd.URN_MAIL]["emailQuerySortOptions"]
     assert set(options) == {"receivedAt", "sentAt", "size", "from", "to", "subject",
                             "hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword"}
 
@@ -704,13 +815,15 @@ def check_exact(mail, before, filter_=None, sort=None, **more):
     changes = query_changes(mail, before["queryState"], filter_, sort, **more)
     after = mail.result(filter_, sort, **more)
     assert changes["newQueryState"] == after["queryState"]
-    assert apply_changes(before["ids"], changes["removed"], changes["added"]) == after["ids"]
+    applied = apply_changes(before["ids"], changes["removed"], changes["added"])
+    assert [mail.keys[i] for i in applied] == [mail.keys[i] for i in after["ids"]]
     return changes, [mail.keys[i] for i in after["ids"]]
 
 
 def reply(key, parent, subject, references, body="More news.\r\n"):
     return message([("From", "Dave Diaz <dave@example.org>"), ("Subject", subject),
-                    ("Message-ID", f"<{key}@example.com>"), ("In-Reply-To", f"<{parent}@example.com>"),
+                    ("Message-ID", f"<{key}@example.com>"),
+                    ("In-Reply-To", f"<{parent}@example.com>"),
                     ("References", " ".join(f"<{r}@example.com>" for r in references))],
                    body, 700)
 

@@ -334,7 +334,7 @@ def test_a_destroyed_email_is_not_found(mail):
     assert result["list"] == [{"emailId": mail.ids["fish"], "subject": None, "preview": None}]
 
 
-def test_an_email_of_another_account_is_not_found(mail, core):
+def test_an_email_of_another_account_is_not_found(mail):
     """§5.1: emailIds are looked up in the given account only."""
     bob = type(mail.jmap)(mail.core, "bob")
     result = bob.call("SearchSnippet/get", {"accountId": bob.account_id, "filter": None,
