@@ -1341,6 +1341,9 @@ class JmapCore:
         self.store = Store(db)
         self.store.on_commit = self._publish
         indexed = {p: n for d in self.datatypes.values() for p, n in d.indexed.items()}
+        for datatype_ in self.datatypes.values():
+            for name, function in datatype_.sql_functions.items():
+                self.store.db.create_function(name, 1, function, deterministic=True)
         self.store.fix_planner_statistics(indexed)
         self.request_slots = threading.BoundedSemaphore(self.limits["maxConcurrentRequests"])
         self.upload_slots = threading.BoundedSemaphore(self.limits["maxConcurrentUpload"])
@@ -1665,6 +1668,7 @@ class DataType:
     sorts: dict[str, Sort] = {}
     count_properties: tuple[str, ...] = ()    # /changes updatedProperties (RFC 8621 §2.2)
     indexed: dict[str, int] = {}              # stored property -> rows per value (SQL index)
+    sql_functions: dict[str, Callable] = {}   # name -> one-argument function, for filters
     get_arguments: dict[str, tuple[JmapType, Any]] = {}
     set_arguments: dict[str, tuple[JmapType, Any]] = {}
     query_arguments: dict[str, tuple[JmapType, Any]] = {}
@@ -1749,7 +1753,7 @@ class DataType:
         return True
 
     def query_changed(self, call: MethodCall, account: Account, changed: set[str],
-                      query: "CompiledQuery") -> set[str]:
+                      query: "CompiledQuery", since: int) -> set[str]:
         """The ids whose place in these results may have changed, given the changed ids."""
         return changed
 
@@ -2164,7 +2168,8 @@ def standard_query_changes(datatype_: DataType, call: MethodCall, args: Args) ->
     ids = datatype_.query(call, account, query, None)
     since = parse_state(call, account, datatype_, since_state)
     changes = call.store.changes_since(account.id, datatype_.name, since)
-    changed = datatype_.query_changed(call, account, {change.id for change in changes}, query)
+    changed = datatype_.query_changed(call, account, {change.id for change in changes}, query,
+                                      since)
     # Everything touched since may have left or moved (RFC 8620 §5.6 allows the extra
     # removed ids); whatever of it is in the results now is added at its index.
     listed = [change.id for change in changes if change.created_modseq <= since]
@@ -2183,14 +2188,19 @@ def standard_query_changes(datatype_: DataType, call: MethodCall, args: Args) ->
     return response
 
 
-def _query_is_immutable(datatype_: DataType, query: CompiledQuery) -> bool:
-    """Whether filter and sort read only immutable properties (RFC 8620 §5.6 upToId),
-    and no type-specific argument (e.g. sortAsTree) reorders by anything else."""
+def query_property_names(query: CompiledQuery) -> set[str]:
+    """Every filter condition and sort property a query uses."""
     def names(tree: Any) -> set[str]:
         if isinstance(tree, dict) and "operator" in tree:
             return set().union(*(names(sub) for sub in tree.get("conditions") or []))
         return set(tree) if isinstance(tree, dict) else set()
-    used = names(query.filter) | {c["property"] for c in query.sort}
+    return names(query.filter) | {c["property"] for c in query.sort}
+
+
+def _query_is_immutable(datatype_: DataType, query: CompiledQuery) -> bool:
+    """Whether filter and sort read only immutable properties (RFC 8620 §5.6 upToId),
+    and no type-specific argument (e.g. sortAsTree) reorders by anything else."""
+    used = query_property_names(query)
     defaults = {name: default for name, (_, default) in datatype_.query_arguments.items()}
     return used <= datatype_.immutable_query_properties and query.extra == defaults
 
@@ -3051,7 +3061,7 @@ class Mailbox(DataType):
         return [i for i in ordered if i in matching]
 
     def query_changed(self, call: MethodCall, account: Account, changed: set[str],
-                      query: CompiledQuery) -> set[str]:
+                      query: CompiledQuery, since: int) -> set[str]:
         """In a tree query a change moves (or filters) the whole subtree below it."""
         if self.can_window(query):
             return changed
@@ -3098,18 +3108,29 @@ class Thread(DataType):
     }
 
 
-_SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|antw)\s*(?:\[\d+\])?\s*:|\[[^\]]*\])\s*",
-                             re.I)
+_SUBJECT_REFWD = re.compile(r"^(?:\[[^\[\]]*\]\s*)*(?:re|fwd?|aw|wg|sv|vs|antw)\s*"
+                            r"(?:\[[^\[\]]*\])?\s*:\s*", re.I)
+_SUBJECT_BLOB = re.compile(r"^\[[^\[\]]*\]\s*")
 
 
 def base_subject(subject: str | None) -> str:
-    """The subject without Re:/Fwd:/[list] prefixes (RFC 8621 §3, §4.4.2 "subject")."""
-    text = subject or ""
+    """RFC 5256 §2.1 base subject (RFC 8621 §3 threading, §4.4.2 "subject" sort):
+    trailing "(fwd)", leading "Re:"/"Fwd:" and "[list]" tags, and "[Fwd: ...]" removed."""
+    text = " ".join((subject or "").split())
     while True:
-        stripped = _SUBJECT_PREFIX.sub("", text, count=1)
-        if stripped == text:
-            return text.strip()
-        text = stripped
+        before = text
+        text = re.sub(r"(?:\s*\(fwd\))+$", "", text, flags=re.I).strip()
+        while True:
+            stripped = _SUBJECT_REFWD.sub("", text, count=1)
+            blob = _SUBJECT_BLOB.sub("", stripped, count=1)
+            stripped = blob if blob else stripped  # a tag alone is the subject itself
+            if stripped == text:
+                break
+            text = stripped
+        wrapped = re.fullmatch(r"\[fwd:\s*(.*)\]", text, re.I)
+        text = wrapped.group(1).strip() if wrapped else text
+        if text == before:
+            return text
 
 
 def subject_key(subject: str | None) -> str:
@@ -3213,8 +3234,15 @@ def _received_at_of(parsed: ParsedEmail) -> str | None:
     return None
 
 
-def _utc_seconds(value: str) -> int:
-    return int(datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+def _utc_seconds(value: str) -> float:
+    """A Date/UTCDate as POSIX seconds, fractions kept (Python 3.10's fromisoformat
+    reads neither "Z" nor every fraction length, so the parts are taken apart here)."""
+    match = re.fullmatch(r"([0-9-]{10}T[0-9:]{8})(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})", value)
+    if match is None:
+        raise ValueError(f"not a date-time: {value!r}")
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    moment = datetime.datetime.fromisoformat(match.group(1) + zone)
+    return moment.timestamp() + float(match.group(2) or 0)
 
 
 def _address_text(addresses: list[dict]) -> str:
@@ -3329,7 +3357,7 @@ def _membership(table: str, column: str, negate: bool = False) -> Callable:
 
 
 def _in_mailbox_other_than(ids: list[str]) -> tuple[str, list]:
-    marks = ",".join("?" * len(ids)) or "NULL"
+    marks = ",".join("?" * len(ids))  # sqlite reads NOT IN () as true
     return (f"EXISTS (SELECT 1 FROM email_mailbox x WHERE x.account_id = e.account_id "
             f"AND x.email_id = e.id AND x.mailbox_id NOT IN ({marks}))", list(ids))
 
@@ -3380,7 +3408,8 @@ def _header_match(value: list[str]) -> tuple[str, list]:
            "jmap_sort_key('i;ascii-casemap', ?)")
     if len(value) == 1:
         return sql + ")", [value[0]]
-    return sql + " AND jmap_contains(json_extract(h.value, '$[1]'), ?))", [value[0], value[1]]
+    return (sql + " AND jmap_contains(jmap_header_text(json_extract(h.value, '$[1]')), ?))",
+            [value[0], value[1]])  # RFC 8621 §4.4.1: encoded words decoded before matching
 
 
 EMAIL_FILTERS = {  # RFC 8621 §4.4.1
@@ -3420,6 +3449,7 @@ EMAIL_SORTS = {  # RFC 8621 §4.4.2
     "someInThreadHaveKeyword": Sort(column=_SOME_IN_THREAD, argument="keyword"),
 }
 MAIL_ACCOUNT_LIMITS["emailQuerySortOptions"] = list(EMAIL_SORTS)
+THREAD_WIDE = {"allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword"}
 
 
 # 9.3.3 the data type.
@@ -3471,6 +3501,7 @@ class Email(DataType):
         "maxBodyValueBytes": (UnsignedInt, 0),
     }
     query_arguments = {"collapseThreads": (Boolean, False)}
+    sql_functions = {"jmap_header_text": header_as_text}
 
     def accepts_property(self, name: str) -> bool:
         return name in self.properties or parse_header_property(name) is not None
@@ -3531,6 +3562,26 @@ class Email(DataType):
         if window:
             sql, params = sql + " LIMIT ? OFFSET ?", [*params, window[1], window[0]]
         return [row[0] for row in call.store.db.execute(sql, params)]
+
+    def query_changed(self, call: MethodCall, account: Account, changed: set[str],
+                      query: CompiledQuery, since: int) -> set[str]:
+        """When a query looks at whole Threads (collapseThreads, *InThread*), a change to
+        one Email can move its siblings: every Email of a touched Thread counts."""
+        if not (query.extra["collapseThreads"] or query_property_names(query) & THREAD_WIDE):
+            return changed
+        threads = {c.id for c in call.store.changes_since(account.id, "Thread", since)}
+        ids = sorted(changed)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            threads.update(row[0] for row in call.store.db.execute(
+                f"SELECT thread_id FROM email WHERE account_id = ? AND id IN "
+                f"({','.join('?' * len(chunk))})", (account.id, *chunk)))
+        siblings = set()
+        for thread_id in threads:
+            siblings.update(row[0] for row in call.store.db.execute(
+                "SELECT id FROM email WHERE account_id = ? AND thread_id = ?",
+                (account.id, thread_id)))
+        return changed | siblings
 
     def count(self, call: MethodCall, account: Account, query: CompiledQuery) -> int:
         what = "DISTINCT e.thread_id" if query.extra["collapseThreads"] else "*"
@@ -3730,35 +3781,58 @@ def search_terms(filter_: Any, field: str) -> list[str]:
     return terms
 
 
+def _folded(text: str) -> tuple[str, list[int]]:
+    """Text case- and diacritic-folded as the FTS index folds it, and for each folded
+    character the index of the original one it came from."""
+    folded, origin = [], []
+    for index, char in enumerate(text):
+        for piece in unicodedata.normalize("NFKD", char).casefold():
+            if not unicodedata.combining(piece):
+                folded.append(piece)
+                origin.append(index)
+    return "".join(folded), origin
+
+
+def match_spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
+    """Where whole-word terms occur in text, ignoring case and diacritics."""
+    if not terms:
+        return []
+    folded, origin = _folded(text)
+    words = sorted({_folded(" ".join(t.split()))[0] for t in terms if t.strip()}, key=len,
+                   reverse=True)
+    pattern = "|".join(r"(?<!\w)" + re.escape(w) + r"(?!\w)" for w in words)
+    return [(origin[m.start()], origin[m.end() - 1] + 1)
+            for m in re.finditer(pattern, folded) if m.end() > m.start()]
+
+
 def highlight(text: str, terms: list[str]) -> str | None:
     """HTML-escaped text with <mark> around each match, or None if nothing matches."""
-    if not terms:
-        return None
-    pattern = re.compile("|".join(re.escape(t) for t in sorted(set(terms), key=len, reverse=True)),
-                         re.I)
-    if not pattern.search(text):
+    spans = match_spans(text, terms)
+    if not spans:
         return None
     pieces, last = [], 0
-    for match in pattern.finditer(text):
-        pieces += [html.escape(text[last:match.start()], quote=False),
-                   "<mark>", html.escape(match.group(), quote=False), "</mark>"]
-        last = match.end()
+    for begin, end in spans:
+        pieces += [html.escape(text[last:begin], quote=False), "<mark>",
+                   html.escape(text[begin:end], quote=False), "</mark>"]
+        last = end
     return "".join(pieces + [html.escape(text[last:], quote=False)])
 
 
 def snippet_preview(body: str, terms: list[str]) -> str | None:
-    """The part of the body around the first match, marked, at most 255 octets."""
-    if not terms:
+    """The body around the first match, marked, at most 255 octets (RFC 8621 §5.1)."""
+    text = " ".join(body.split())
+    spans = match_spans(text, terms)
+    if not spans:
         return None
-    first = re.search("|".join(re.escape(t) for t in terms), body, re.I)
-    if not first:
-        return None
-    text = " ".join(body[max(0, first.start() - 60):].split())
-    while text:
-        marked = highlight(text, terms)
-        if marked is not None and len(marked.encode("utf-8")) <= SNIPPET_BYTES:
-            return marked
-        text = text[:max(1, int(len(text) * 0.8))] if len(text) > 1 else ""
+    first_start, first_end = spans[0]
+    for lead in (60, 20, 0):
+        start = max(0, first_start - lead)
+        end = len(text)
+        while end >= first_end:
+            marked = highlight(text[start:end], terms)
+            if marked and len(marked.encode("utf-8")) <= SNIPPET_BYTES:
+                return marked
+            end = max(first_end, int(start + (end - start) * 0.8)) if end > first_end else -1
     return None
 
 

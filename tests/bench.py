@@ -82,18 +82,6 @@ def bench_mailbox_scale(count=2000):
     print(f"Mailbox/changes with {count + 7} mailboxes, 1 change: median {changes * 1000:.2f} ms")
 
 
-if __name__ == "__main__":
-    start = time.perf_counter()
-    print(f"jmapd {jmapd.__version__}, Python {sys.version.split()[0]}, "
-          f"sqlite {jmapd.sqlite3.sqlite_version}, {os.cpu_count()} cores")
-    bench_serve_startup()
-    bench_clone()
-    bench_http_requests()
-    bench_mailbox_scale()
-    bench_mail_scale(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
-    print(f"(all benchmarks: {time.perf_counter() - start:.1f} s)")
-
-
 def bench_mail_scale(count=100_000):
     """RFC 8621 reading at scale: generated:N, then the queries a client makes."""
     import resource
@@ -136,3 +124,15 @@ def bench_mail_scale(count=100_000):
     print(f"Mailbox/get with counts over {count} emails: median {median * 1000:.1f} ms")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory of this process: {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    print(f"jmapd {jmapd.__version__}, Python {sys.version.split()[0]}, "
+          f"sqlite {jmapd.sqlite3.sqlite_version}, {os.cpu_count()} cores")
+    bench_serve_startup()
+    bench_clone()
+    bench_http_requests()
+    bench_mailbox_scale()
+    bench_mail_scale(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
+    print(f"(all benchmarks: {time.perf_counter() - start:.1f} s)")
