@@ -589,8 +589,10 @@ CREATE INDEX email_by_received ON email (account_id, received_at, id);
 CREATE INDEX email_by_thread ON email (account_id, thread_id, received_at);
 CREATE TABLE email_mailbox (
     account_id TEXT NOT NULL, mailbox_id TEXT NOT NULL, email_id TEXT NOT NULL,
+    thread_id TEXT NOT NULL, unread INTEGER NOT NULL,
     PRIMARY KEY (account_id, mailbox_id, email_id)) WITHOUT ROWID;
 CREATE INDEX email_mailbox_by_email ON email_mailbox (account_id, email_id);
+CREATE INDEX email_mailbox_by_thread ON email_mailbox (account_id, mailbox_id, thread_id, unread);
 CREATE TABLE email_keyword (
     account_id TEXT NOT NULL, keyword TEXT NOT NULL, email_id TEXT NOT NULL,
     PRIMARY KEY (account_id, keyword, email_id)) WITHOUT ROWID;
@@ -831,6 +833,7 @@ class Store:
         self._depth = 0
         self._touched: dict[str, dict[str, int]] = {}
         self.on_commit: Callable[[dict], None] = lambda touched: None
+        self.on_rollback: Callable[[], None] = lambda: None  # modseqs may be issued again
         self._configure()
         self._migrate()
 
@@ -869,6 +872,7 @@ class Store:
                 yield
             except BaseException:
                 self.db.execute("ROLLBACK")
+                self.on_rollback()
                 raise
             else:
                 self.db.execute("COMMIT")
@@ -889,6 +893,7 @@ class Store:
                 self.db.execute("ROLLBACK TO item")
                 self.db.execute("RELEASE item")
                 self._touched = touched
+                self.on_rollback()
                 raise
             self.db.execute("RELEASE item")
 
@@ -1035,6 +1040,17 @@ class Store:
             marks = ",".join("?" * len(chunk))
             for row in self.db.execute(f"{sql} AND id IN ({marks})", (account_id, type_name, *chunk)):
                 found[row[0]] = json.loads(row[1])
+        return found
+
+    def modseqs(self, account_id: str, type_name: str, ids: list[str]) -> dict[str, int]:
+        """The updated_modseq of each live object."""
+        found = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            found.update(self.db.execute(
+                f"SELECT id, updated_modseq FROM object WHERE account_id = ? AND type = ? AND "
+                f"NOT destroyed AND id IN ({','.join('?' * len(chunk))})",
+                (account_id, type_name, *chunk)).fetchall())
         return found
 
     def count_objects(self, account_id: str, type_name: str, where: str = "1",
@@ -1338,8 +1354,10 @@ class JmapCore:
             self.add_datatype(extra)
         self.feed = ChangeFeed()
         self._session_states: dict[tuple, str] = {}
+        self.caches: dict[str, dict] = {}  # derived values keyed by what they derive from
         self.store = Store(db)
         self.store.on_commit = self._publish
+        self.store.on_rollback = self.caches.clear
         indexed = {p: n for d in self.datatypes.values() for p, n in d.indexed.items()}
         for datatype_ in self.datatypes.values():
             for name, function in datatype_.sql_functions.items():
@@ -2766,7 +2784,7 @@ def describe_part(raw: bytes, part: MimePart, blob_ids: dict[str, tuple[str, int
     language = part.header("content-language")
     location = part.header("content-location")
     described = {
-        "partId": part.part_id, "headers": [{"name": n, "value": v} for n, v in headers],
+        "partId": part.part_id, "headers": [[n, v] for n, v in headers],  # stored as pairs
         "name": name, "type": part.type, "charset": charset if part.part_id else None,
         "disposition": disposition or None,
         "cid": re.sub(r"^\s*<|>\s*$", "", unfold(cid)).strip() if cid else None,
@@ -2794,7 +2812,7 @@ def _leaves(part: MimePart) -> Iterator[MimePart]:
 
 def part_text(raw: bytes, part: dict) -> tuple[str, bool]:
     """A text part's value: transfer- and charset-decoded, CRLF as LF (§4.1.4 bodyValues)."""
-    headers = [(h["name"], h["value"]) for h in part["headers"]]
+    headers = [(name, value) for name, value in part["headers"]]
     octets, unknown_encoding = transfer_decode(raw, MimePart(headers, part["type"], {},
                                                              part["start"], part["end"]))
     text, problem = decode_bytes(octets, part["charset"])
@@ -2875,8 +2893,6 @@ capability(URN_MAIL, lambda core: {},  # RFC 8621 §1.3.1: an empty object in th
 # --- 9.1 Mailbox (RFC 8621 §2) -------------------------------------------------
 
 ON_MAILBOX_DESTROY: list[Callable] = []  # fn(context, mailbox_id): Email (9.3) empties it
-UNREAD_SQL = ("NOT EXISTS (SELECT 1 FROM email_keyword k WHERE k.account_id = m.account_id "
-              "AND k.email_id = m.email_id AND k.keyword IN ('$seen', '$draft'))")
 
 # RFC 8621 §2: the IANA "IMAP Mailbox Name Attributes" usable as roles, lowercased.
 MAILBOX_ROLES = ("all", "archive", "drafts", "flagged", "important", "inbox", "junk",
@@ -3023,22 +3039,25 @@ class Mailbox(DataType):
                 for object_id, record in records.items()}
 
     def counts(self, call: MethodCall, account: Account, ids: list[str]) -> dict[str, dict]:
-        """RFC 8621 §2 counts per mailbox, from the Email index tables (section 9.3).
-        An Email is unread without $seen and $draft; a Thread is unread in a Mailbox
-        when one of its unread Emails is there."""
-        counts = {object_id: dict.fromkeys(MAILBOX_COUNTS, 0) for object_id in ids}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            rows = call.store.db.execute(
-                f"SELECT m.mailbox_id, count(*), sum({UNREAD_SQL}), count(DISTINCT e.thread_id), "
-                f"count(DISTINCT CASE WHEN {UNREAD_SQL} THEN e.thread_id END) FROM email_mailbox m "
-                f"JOIN email e ON e.account_id = m.account_id AND e.id = m.email_id "
-                f"WHERE m.account_id = ?1 AND m.mailbox_id IN "
-                f"({','.join('?' * len(chunk))}) GROUP BY m.mailbox_id", (account.id, *chunk))
-            for mailbox_id, total, unread, threads, unread_threads in rows:
-                counts[mailbox_id] = {"totalEmails": total, "unreadEmails": unread or 0,
-                                      "totalThreads": threads, "unreadThreads": unread_threads}
-        return counts
+        """RFC 8621 §2 counts per mailbox, from the Email index (section 9.3): an Email is
+        unread without $seen and $draft; a Thread is unread in a Mailbox when one of its
+        unread Emails is there. Remembered per mailbox modseq: every write that can
+        change a count gives the mailbox a new one."""
+        cache = call.core.caches.setdefault("mailbox_counts", {})
+        modseqs = call.store.modseqs(account.id, self.name, ids)
+        stale = [i for i in ids if cache.get((account.id, i), (None,))[0] != modseqs.get(i)]
+        for start in range(0, len(stale), 500):
+            chunk = stale[start:start + 500]
+            found = dict.fromkeys(chunk, (0, 0, 0, 0))
+            found.update((row[0], row[1:]) for row in call.store.db.execute(
+                f"SELECT mailbox_id, count(*), sum(unread), count(DISTINCT thread_id), "
+                f"count(DISTINCT CASE WHEN unread THEN thread_id END) FROM email_mailbox "
+                f"WHERE account_id = ? AND mailbox_id IN ({','.join('?' * len(chunk))}) "
+                f"GROUP BY mailbox_id", (account.id, *chunk)))
+            for mailbox_id, values in found.items():
+                cache[(account.id, mailbox_id)] = (modseqs.get(mailbox_id),
+                                                   dict(zip(MAILBOX_COUNTS, values)))
+        return {i: dict(cache[(account.id, i)][1]) for i in ids}
 
     # -- Mailbox/query's tree arguments (RFC 8621 §2.3) --
 
@@ -3217,11 +3236,11 @@ def parse_header_property(name: str) -> tuple[str, str, bool] | None:
 
 def header_value(headers: list, name: str, form: str, all_: bool) -> Any:
     """A header property's value from [(name, raw)] (RFC 8621 §4.1.3)."""
-    parse = HEADER_FORMS[form]
-    values = [parse(raw) for field, raw in headers if field.lower() == name.lower()]
+    parse, name = HEADER_FORMS[form], name.lower()
+    raws = [raw for field, raw in headers if field.lower() == name]
     if all_:
-        return values
-    return values[-1] if values else None
+        return [parse(raw) for raw in raws]
+    return parse(raws[-1]) if raws else None  # the last instance (RFC 8621 §4.1.3)
 
 
 def _received_at_of(parsed: ParsedEmail) -> str | None:
@@ -3265,7 +3284,7 @@ def store_email_row(context: SetContext, object_id: str, record: dict, parsed: P
         (subject or "", _address_text(addresses["from"]), _address_text(addresses["to"]),
          _address_text(addresses["cc"]), _address_text(addresses["bcc"]),
          parsed.body_text[:100_000])).lastrowid
-    stored = {"headers": parsed.headers, "structure": parsed.structure,
+    stored = {"structure": parsed.structure,  # its root's headers are the message's
               "textBody": parsed.text_body, "htmlBody": parsed.html_body,
               "attachments": parsed.attachments, "preview": parsed.preview,
               "hasAttachment": parsed.has_attachment}
@@ -3334,15 +3353,22 @@ def sync_memberships(context: SetContext, object_id: str, record: dict | None,
     new_boxes = set((record or {}).get("mailboxIds", {}))
     old_words = set((existing or {}).get("keywords", {}))
     new_words = set((record or {}).get("keywords", {}))
-    for table, column, removed, added in (("email_mailbox", "mailbox_id", old_boxes - new_boxes,
-                                           new_boxes - old_boxes),
-                                          ("email_keyword", "keyword", old_words - new_words,
-                                           new_words - old_words)):
-        store.db.executemany(f"DELETE FROM {table} WHERE account_id = ? AND {column} = ? AND "
-                             f"email_id = ?", [(account_id, v, object_id) for v in removed])
-        store.db.executemany(f"INSERT OR IGNORE INTO {table} (account_id, {column}, email_id) "
-                             f"VALUES (?, ?, ?)", [(account_id, v, object_id) for v in added])
-    unread_changed = bool((old_words ^ new_words) & {"$seen", "$draft"})
+    unread = int(not new_words & READ_KEYWORDS)  # RFC 8621 §2: neither $seen nor $draft
+    thread_id = (record or existing)["threadId"]
+    store.db.executemany("DELETE FROM email_keyword WHERE account_id = ? AND keyword = ? AND "
+                         "email_id = ?", [(account_id, k, object_id) for k in old_words - new_words])
+    store.db.executemany("INSERT OR IGNORE INTO email_keyword (account_id, keyword, email_id) "
+                         "VALUES (?, ?, ?)", [(account_id, k, object_id) for k in new_words - old_words])
+    store.db.executemany("DELETE FROM email_mailbox WHERE account_id = ? AND mailbox_id = ? AND "
+                         "email_id = ?", [(account_id, m, object_id) for m in old_boxes - new_boxes])
+    store.db.executemany("INSERT OR IGNORE INTO email_mailbox (account_id, mailbox_id, email_id, "
+                         "thread_id, unread) VALUES (?, ?, ?, ?, ?)",
+                         [(account_id, m, object_id, thread_id, unread)
+                          for m in new_boxes - old_boxes])
+    unread_changed = bool((old_words ^ new_words) & READ_KEYWORDS)
+    if unread_changed and record is not None:
+        store.db.execute("UPDATE email_mailbox SET unread = ? WHERE account_id = ? AND "
+                         "email_id = ?", (unread, account_id, object_id))
     return (old_boxes ^ new_boxes) | ((old_boxes | new_boxes) if unread_changed else set())
 
 
@@ -3403,7 +3429,7 @@ def _text_search(columns: str) -> Callable:
 def _header_match(value: list[str]) -> tuple[str, list]:
     if not 1 <= len(value) <= 2:
         raise invalid_arguments("filter: header must have one or two elements")
-    sql = ("EXISTS (SELECT 1 FROM json_each(e.parsed, '$.headers') h WHERE "
+    sql = ("EXISTS (SELECT 1 FROM json_each(e.parsed, '$.structure.headers') h WHERE "
            "jmap_sort_key('i;ascii-casemap', json_extract(h.value, '$[0]')) = "
            "jmap_sort_key('i;ascii-casemap', ?)")
     if len(value) == 1:
@@ -3449,6 +3475,7 @@ EMAIL_SORTS = {  # RFC 8621 §4.4.2
     "someInThreadHaveKeyword": Sort(column=_SOME_IN_THREAD, argument="keyword"),
 }
 MAIL_ACCOUNT_LIMITS["emailQuerySortOptions"] = list(EMAIL_SORTS)
+READ_KEYWORDS = {"$seen", "$draft"}
 THREAD_WIDE = {"allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword"}
 
 
@@ -3549,19 +3576,38 @@ class Email(DataType):
 
     def query(self, call: MethodCall, account: Account, query: CompiledQuery,
               window: tuple[int, int] | None) -> list[str]:
-        source = f"FROM email e WHERE e.account_id = ? AND ({query.where})"
-        if query.extra["collapseThreads"]:  # RFC 8621 §4.4.3: the first of each Thread
-            sql = (f"SELECT id FROM (SELECT e.id AS id, row_number() OVER (PARTITION BY "
-                   f"e.thread_id ORDER BY {query.order_by}) AS in_thread, row_number() OVER "
-                   f"(ORDER BY {query.order_by}) AS place {source}) WHERE in_thread = 1 "
-                   f"ORDER BY place")
-            params = [*query.order_params, *query.order_params, account.id, *query.params]
-        else:
-            sql = f"SELECT e.id {source} ORDER BY {query.order_by}"
-            params = [account.id, *query.params, *query.order_params]
-        if window:
+        """SQL over the email table; collapseThreads (RFC 8621 §4.4.3) streams the sorted
+        rows and keeps the first Email of each Thread, stopping once the page is full."""
+        collapse = query.extra["collapseThreads"]
+        sql = (f"SELECT e.id, e.thread_id FROM email e WHERE e.account_id = ? AND "
+               f"({query.where}) ORDER BY {query.order_by}")
+        params = [account.id, *query.params, *query.order_params]
+        if window and not collapse:
             sql, params = sql + " LIMIT ? OFFSET ?", [*params, window[1], window[0]]
-        return [row[0] for row in call.store.db.execute(sql, params)]
+        offset, limit = window or (0, None)
+        seen, page = set(), []
+        for email_id, thread_id in call.store.db.execute(sql, params):
+            if collapse:
+                if thread_id in seen:
+                    continue
+                seen.add(thread_id)
+                if len(seen) <= offset:
+                    continue
+            page.append(email_id)
+            if collapse and limit is not None and len(page) >= limit:
+                break
+        return page
+
+    def count(self, call: MethodCall, account: Account, query: CompiledQuery) -> int:
+        """Fast when the filter is one inMailbox (RFC 8621 §4.4: the Mailbox's own counts)."""
+        what = "DISTINCT thread_id" if query.extra["collapseThreads"] else "*"
+        if isinstance(query.filter, dict) and set(query.filter) == {"inMailbox"}:
+            return call.store.db.execute(
+                f"SELECT count({what}) FROM email_mailbox WHERE account_id = ? AND "
+                f"mailbox_id = ?", (account.id, query.filter["inMailbox"])).fetchone()[0]
+        return call.store.db.execute(
+            f"SELECT count({what}) FROM email e WHERE e.account_id = ? AND ({query.where})",
+            [account.id, *query.params]).fetchone()[0]
 
     def query_changed(self, call: MethodCall, account: Account, changed: set[str],
                       query: CompiledQuery, since: int) -> set[str]:
@@ -3582,12 +3628,6 @@ class Email(DataType):
                 "SELECT id FROM email WHERE account_id = ? AND thread_id = ?",
                 (account.id, thread_id)))
         return changed | siblings
-
-    def count(self, call: MethodCall, account: Account, query: CompiledQuery) -> int:
-        what = "DISTINCT e.thread_id" if query.extra["collapseThreads"] else "*"
-        return call.store.db.execute(
-            f"SELECT count({what}) FROM email e WHERE e.account_id = ? AND ({query.where})",
-            [account.id, *query.params]).fetchone()[0]
 
     def render(self, call: MethodCall, account: Account, records: dict[str, dict],
                wanted: list[str], extra: dict) -> dict[str, dict]:
@@ -3629,16 +3669,17 @@ class EmailView:
         self.store, self.record, self.parsed = store, record, parsed
         self.body_properties, self.extra = body_properties, extra
         self.parts = {p["partId"]: p for p in _all_parts(parsed["structure"]) if p["partId"]}
+        self.headers = parsed["structure"]["headers"]
 
     def value(self, name: str) -> Any:
         if name in ("blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt"):
             return self.record.get(name, {} if name == "keywords" else None)
         if name in CONVENIENCE_HEADERS:
-            return header_value(self.parsed["headers"], *CONVENIENCE_HEADERS[name], False)
+            return header_value(self.headers, *CONVENIENCE_HEADERS[name], False)
         if name.startswith("header:"):
-            return header_value(self.parsed["headers"], *parse_header_property(name))
+            return header_value(self.headers, *parse_header_property(name))
         if name == "headers":
-            return [{"name": n, "value": v} for n, v in self.parsed["headers"]]
+            return [{"name": n, "value": v} for n, v in self.headers]
         if name == "bodyStructure":  # the tree needs its subParts whatever was asked
             return self.part(self.parsed["structure"], with_sub_parts=True)
         if name in ("textBody", "htmlBody", "attachments"):
@@ -3657,8 +3698,9 @@ class EmailView:
                 shown[name] = ([self.part(sub, with_sub_parts) for sub in part["subParts"]]
                                if part["subParts"] is not None else None)
             elif name.startswith("header:"):
-                headers = [(h["name"], h["value"]) for h in part["headers"]]
-                shown[name] = header_value(headers, *parse_header_property(name))
+                shown[name] = header_value(part["headers"], *parse_header_property(name))
+            elif name == "headers":
+                shown[name] = [{"name": n, "value": v} for n, v in part["headers"]]
             else:
                 shown[name] = part[name]
         return shown
@@ -3856,7 +3898,8 @@ def search_snippet_get(call: MethodCall, args: Args) -> dict:
         (account.id, *email_ids[start:start + 500]))}
     found = []
     for email_id in (i for i in email_ids if i in parsed):
-        subject = header_value(parsed[email_id]["headers"], "subject", "asText", False) or ""
+        subject = header_value(parsed[email_id]["structure"]["headers"], "subject", "asText",
+                               False) or ""
         found.append({"emailId": email_id,
                       "subject": highlight(subject, search_terms(filter_, "subject")),
                       "preview": snippet_preview(texts.get(email_id, ""),
