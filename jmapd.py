@@ -578,13 +578,13 @@ CREATE TABLE blob_ref (
 CREATE INDEX blob_ref_by_blob ON blob_ref (blob_id);
 CREATE TABLE blob_part (
     id TEXT PRIMARY KEY, message_blob_id TEXT NOT NULL, part_id TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE email (
-    account_id TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL UNIQUE,
+CREATE TABLE email (  -- a rowid table: its rows are large (WITHOUT ROWID would overflow)
+    seq INTEGER PRIMARY KEY, account_id TEXT NOT NULL, id TEXT NOT NULL,
     blob_id TEXT NOT NULL, thread_id TEXT NOT NULL, size INTEGER NOT NULL,
-    received_at INTEGER NOT NULL, sent_at INTEGER,
+    received_at REAL NOT NULL, sent_at REAL,
     subject_key TEXT NOT NULL, from_key TEXT NOT NULL, to_key TEXT NOT NULL,
     has_attachment INTEGER NOT NULL, parsed TEXT NOT NULL,
-    PRIMARY KEY (account_id, id)) WITHOUT ROWID;
+    UNIQUE (account_id, id));
 CREATE INDEX email_by_received ON email (account_id, received_at, id);
 CREATE INDEX email_by_thread ON email (account_id, thread_id, received_at);
 CREATE TABLE email_mailbox (
@@ -3181,9 +3181,10 @@ def thread_for(store: Store, core: JmapCore, account_id: str, message_ids: list[
 def thread_sync(context: SetContext, thread_id: str) -> None:
     """Rewrite a Thread's emailIds (receivedAt order, ids breaking ties); drop it when empty."""
     store, account_id = context.store, context.account.id
-    email_ids = [row[0] for row in store.db.execute(
-        "SELECT id FROM email WHERE account_id = ? AND thread_id = ? ORDER BY received_at, id",
-        (account_id, thread_id))]
+    rows = store.db.execute(  # sorted here: ORDER BY would tempt sqlite off this index
+        "SELECT received_at, id FROM email WHERE account_id = ? AND thread_id = ?",
+        (account_id, thread_id)).fetchall()
+    email_ids = [email_id for _, email_id in sorted(tuple(row) for row in rows)]
     existing = store.get_objects(account_id, "Thread", [thread_id]).get(thread_id)
     if existing is None and email_ids:
         store.insert_object(account_id, "Thread", thread_id, {"emailIds": email_ids}, context.now)
@@ -3366,7 +3367,7 @@ def sync_memberships(context: SetContext, object_id: str, record: dict | None,
                          [(account_id, m, object_id, thread_id, unread)
                           for m in new_boxes - old_boxes])
     unread_changed = bool((old_words ^ new_words) & READ_KEYWORDS)
-    if unread_changed and record is not None:
+    if unread_changed and record is not None and existing is not None:
         store.db.execute("UPDATE email_mailbox SET unread = ? WHERE account_id = ? AND "
                          "email_id = ?", (unread, account_id, object_id))
     return (old_boxes ^ new_boxes) | ((old_boxes | new_boxes) if unread_changed else set())
