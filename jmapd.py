@@ -570,7 +570,9 @@ CREATE TABLE object (
     changed_at REAL NOT NULL,
     PRIMARY KEY (account_id, type, id)) WITHOUT ROWID;
 CREATE INDEX object_by_modseq ON object (account_id, type, updated_modseq);
-CREATE TABLE blob (id TEXT PRIMARY KEY, data BLOB NOT NULL, size INTEGER NOT NULL);
+CREATE TABLE blob (
+    id TEXT PRIMARY KEY, data BLOB NOT NULL, size INTEGER NOT NULL,
+    compressed INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE blob_ref (
     account_id TEXT NOT NULL, blob_id TEXT NOT NULL, holder TEXT NOT NULL,
     type TEXT NOT NULL, expires REAL,
@@ -583,7 +585,9 @@ CREATE TABLE email (  -- a rowid table: its rows are large (WITHOUT ROWID would 
     blob_id TEXT NOT NULL, thread_id TEXT NOT NULL, size INTEGER NOT NULL,
     received_at REAL NOT NULL, sent_at REAL,
     subject_key TEXT NOT NULL, from_key TEXT NOT NULL, to_key TEXT NOT NULL,
-    has_attachment INTEGER NOT NULL, parsed TEXT NOT NULL,
+    has_attachment INTEGER NOT NULL,
+    headers TEXT NOT NULL,    -- JSON [[name, raw value], ...]: the header filter reads it
+    parsed BLOB NOT NULL,     -- zlib-compressed JSON: structure (root headers left out), lists
     UNIQUE (account_id, id));
 CREATE INDEX email_by_received ON email (account_id, received_at, id);
 CREATE INDEX email_by_thread ON email (account_id, thread_id, received_at);
@@ -1131,8 +1135,11 @@ class Store:
     def put_blob(self, data: bytes) -> str:
         """Store content once by sha-256; the blobId is derived from it."""
         blob_id = "G" + hashlib.sha256(data).hexdigest()
-        self.db.execute("INSERT OR IGNORE INTO blob (id, data, size) VALUES (?, ?, ?)",
-                        (blob_id, data, len(data)))
+        packed = zlib.compress(data, 6)  # mail is text: stored at about a third of its size
+        small = len(packed) < len(data) * 0.9
+        self.db.execute("INSERT OR IGNORE INTO blob (id, data, size, compressed) "
+                        "VALUES (?, ?, ?, ?)", (blob_id, packed if small else data, len(data),
+                                                int(small)))
         return blob_id
 
     def add_blob_ref(self, account_id: str, blob_id: str, holder: str, type_: str,
@@ -1151,8 +1158,11 @@ class Store:
         return row[0] if row else None
 
     def blob_data(self, blob_id: str) -> bytes | None:
-        row = self.db.execute("SELECT data FROM blob WHERE id = ?", (blob_id,)).fetchone()
-        return bytes(row[0]) if row else None
+        row = self.db.execute("SELECT data, compressed FROM blob WHERE id = ?",
+                              (blob_id,)).fetchone()
+        if row is None:
+            return None
+        return zlib.decompress(row[0]) if row[1] else bytes(row[0])
 
     def purge_blobs(self, now: float) -> None:
         """Drop expired upload refs, then content that nothing refers to (RFC 8620 §6.1)."""
@@ -3285,18 +3295,20 @@ def store_email_row(context: SetContext, object_id: str, record: dict, parsed: P
         (subject or "", _address_text(addresses["from"]), _address_text(addresses["to"]),
          _address_text(addresses["cc"]), _address_text(addresses["bcc"]),
          parsed.body_text[:100_000])).lastrowid
-    stored = {"structure": parsed.structure,  # its root's headers are the message's
+    stored = {"structure": {**parsed.structure, "headers": None},  # kept in their own column
               "textBody": parsed.text_body, "htmlBody": parsed.html_body,
               "attachments": parsed.attachments, "preview": parsed.preview,
               "hasAttachment": parsed.has_attachment}
     store.db.execute(
         "INSERT INTO email (account_id, id, seq, blob_id, thread_id, size, received_at, sent_at, "
-        "subject_key, from_key, to_key, has_attachment, parsed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "subject_key, from_key, to_key, has_attachment, headers, parsed) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (account_id, object_id, seq, record["blobId"], record["threadId"], record["size"],
          _utc_seconds(record["receivedAt"]), _utc_seconds(sent_at) if sent_at else None,
          _unicode_casemap_key(base_subject(subject)), _address_sort_key(addresses["from"]),
          _address_sort_key(addresses["to"]), int(parsed.has_attachment),
-         json.dumps(stored, separators=(",", ":"))))
+         json.dumps(parsed.headers, separators=(",", ":")),
+         zlib.compress(json.dumps(stored, separators=(",", ":")).encode(), 6)))
     holder = f"Email/{object_id}"
     store.add_blob_ref(account_id, record["blobId"], holder, "message/rfc822", None)
     for part_blob, (part_id, media_type) in _part_blobs(parsed.structure).items():
@@ -3430,7 +3442,7 @@ def _text_search(columns: str) -> Callable:
 def _header_match(value: list[str]) -> tuple[str, list]:
     if not 1 <= len(value) <= 2:
         raise invalid_arguments("filter: header must have one or two elements")
-    sql = ("EXISTS (SELECT 1 FROM json_each(e.parsed, '$.structure.headers') h WHERE "
+    sql = ("EXISTS (SELECT 1 FROM json_each(e.headers) h WHERE "
            "jmap_sort_key('i;ascii-casemap', json_extract(h.value, '$[0]')) = "
            "jmap_sort_key('i;ascii-casemap', ?)")
     if len(value) == 1:
@@ -3646,9 +3658,12 @@ def load_parsed(store: Store, account_id: str, ids: list[str]) -> dict[str, dict
     found = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
-        rows = store.db.execute(f"SELECT id, parsed FROM email WHERE account_id = ? AND id IN "
-                                f"({','.join('?' * len(chunk))})", (account_id, *chunk))
-        found.update((row[0], json.loads(row[1])) for row in rows)
+        rows = store.db.execute(f"SELECT id, headers, parsed FROM email WHERE account_id = ? "
+                                f"AND id IN ({','.join('?' * len(chunk))})", (account_id, *chunk))
+        for email_id, headers, packed in rows:
+            parsed = json.loads(zlib.decompress(packed))
+            parsed["structure"]["headers"] = json.loads(headers)
+            found[email_id] = parsed
     return found
 
 
