@@ -621,6 +621,10 @@ class User:
     email: str
     account_id: str
 
+    @property
+    def accountId(self) -> str:  # noqa: N802 - the wire name, for tests that think in JMAP
+        return self.account_id
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Account:
