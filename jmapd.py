@@ -3513,7 +3513,7 @@ class Email(DataType):
     name = "Email"
     capability = URN_MAIL
     id_prefix = "E"
-    methods = ("get", "changes", "query", "queryChanges", "set")
+    methods = ("get", "changes", "query", "queryChanges", "set", "copy")
     properties = {
         "id": Prop(Id, server_set=True, immutable=True),
         "blobId": Prop(Id, server_set=True, immutable=True),
@@ -3550,6 +3550,12 @@ class Email(DataType):
     def accepts_property(self, name: str) -> bool:
         return name in self.properties or parse_header_property(name) is not None
 
+    def compute(self, call: MethodCall, account: Account, records: dict[str, dict]) -> None:
+        """The server-set derived properties; the rest come from render (EmailView)."""
+        for object_id, parsed in load_parsed(call.store, account.id, list(records)).items():
+            records[object_id].update(hasAttachment=parsed["hasAttachment"],
+                                      preview=parsed["preview"])
+
     # -- writes --
 
     def resolve_references(self, context: SetContext, given: dict) -> dict:
@@ -3567,6 +3573,10 @@ class Email(DataType):
         if base is None or "blobId" not in base:
             raise SetError("forbidden", "Email/set create is not supported yet; upload the "
                            "message and use Email/import")
+        if getattr(context, "parsed_blob", None) != base["blobId"]:  # Email/copy (§4.7)
+            raw = blob_content(context.store, base["blobId"]) or b""
+            context.parsed, context.parsed_blob = parse_email(raw), base["blobId"]
+            base["threadId"] = thread_for_message(context, context.parsed)
 
     def validate(self, context: SetContext, object_id: str, record: dict,
                  existing: dict | None) -> None:
@@ -3685,8 +3695,8 @@ class EmailView:
     """One Email's properties, derived on demand from its stored parse (RFC 8621 §4.1)."""
 
     def __init__(self, store: Store, record: dict, parsed: dict, body_properties: list[str],
-                 extra: dict) -> None:
-        self.store, self.record, self.parsed = store, record, parsed
+                 extra: dict, raw: bytes | None = None) -> None:
+        self.store, self.record, self.parsed, self.raw = store, record, parsed, raw
         self.body_properties, self.extra = body_properties, extra
         self.parts = {p["partId"]: p for p in _all_parts(parsed["structure"]) if p["partId"]}
         self.headers = parsed["structure"]["headers"]
@@ -3738,7 +3748,7 @@ class EmailView:
         chosen = [i for i in dict.fromkeys(chosen) if self.parts[i]["type"].startswith("text/")]
         if not chosen:
             return {}
-        raw = self.store.blob_data(self.record["blobId"]) or b""
+        raw = self.raw or blob_content(self.store, self.record["blobId"]) or b""
         return {i: body_value(raw, self.parts[i], self.extra["maxBodyValueBytes"]) for i in chosen}
 
 
@@ -3802,24 +3812,74 @@ def _import_one(context: SetContext, creation_id: str, entry: Any) -> dict:
                           entry.get("keywords", {}), entry.get("receivedAt"))
 
 
+def thread_for_message(context: SetContext, parsed: ParsedEmail) -> str:
+    """The Thread a parsed message joins in the context's account (RFC 8621 §3)."""
+    message_ids = [m for n in ("message-id", "in-reply-to", "references")
+                   for m in header_value(parsed.headers, n, "asMessageIds", False) or []]
+    parsed.subject = header_value(parsed.headers, "subject", "asText", False)
+    return thread_for(context.store, context.call.core, context.account.id, message_ids,
+                      parsed.subject)
+
+
 def import_message(context: SetContext, creation_id: str, raw: bytes, blob_id: str,
                    mailbox_ids: dict, keywords: dict, received_at: str | None) -> dict:
     """The one way a message becomes an Email: parse once, thread, store."""
     parsed = parse_email(raw)
     if not parsed.headers:
         raise SetError("invalidEmail", "the blob has no header fields: not an RFC 5322 message")
-    message_ids = [m for n in ("message-id", "in-reply-to", "references")
-                   for m in header_value(parsed.headers, n, "asMessageIds", False) or []]
-    parsed.subject = header_value(parsed.headers, "subject", "asText", False)
-    thread_id = thread_for(context.store, context.call.core, context.account.id, message_ids,
-                           parsed.subject)
-    context.parsed = parsed
+    thread_id = thread_for_message(context, parsed)
+    context.parsed, context.parsed_blob = parsed, blob_id
     base = {"blobId": blob_id, "threadId": thread_id, "size": len(raw),
             "receivedAt": received_at or _received_at_of(parsed) or format_utc(
                 context.call.core.clock.now())}
     given = {"mailboxIds": mailbox_ids, "keywords": keywords}
     shown = _create_one(context, creation_id, given, base)
     return {"id": shown["id"], "blobId": blob_id, "threadId": thread_id, "size": len(raw)}
+
+
+# 9.3.5 Email/parse (RFC 8621 §4.9).
+
+EMAIL_PARSE_PROPERTIES = ("messageId", "inReplyTo", "references", "sender", "from", "to", "cc",
+                          "bcc", "replyTo", "subject", "sentAt", "hasAttachment", "preview",
+                          "bodyValues", "textBody", "htmlBody", "attachments")  # the default
+PARSE_NULLS = ("id", "mailboxIds", "keywords", "receivedAt", "threadId")  # §4.9: null
+
+
+@method("Email/parse", capability=URN_MAIL)
+def email_parse(call: MethodCall, args: Args) -> dict:
+    """Messages in blobs (also attached message/rfc822 parts) as Emails, not stored."""
+    account = call.account(args)
+    blob_ids = args.get("blobIds", list_of(Id))
+    wanted = args.get("properties", list_of(String), nullable=True)
+    email_type = call.core.datatypes["Email"]
+    extra = read_extra(args, email_type.get_arguments)
+    args.finish()
+    call.require("read", account)
+    if len(blob_ids) > call.core.limits["maxObjectsInGet"]:
+        raise MethodError("requestTooLarge", "blobIds: more than maxObjectsInGet")
+    wanted = list(dict.fromkeys(wanted if wanted is not None else EMAIL_PARSE_PROPERTIES))
+    unknown = [p for p in wanted if not email_type.accepts_property(p)]
+    if unknown:
+        raise invalid_arguments(f"properties: Email has no property {unknown[0]!r}")
+    body_properties = _body_properties(extra["bodyProperties"])
+    parsed, not_parsable, not_found = {}, [], []
+    for blob_id in dict.fromkeys(blob_ids):
+        held = call.store.blob_type(account.id, blob_id, call.core.now())
+        raw = blob_content(call.store, blob_id) if held else None
+        message = parse_email(raw) if raw is not None else None
+        if message is None:
+            not_found.append(blob_id)
+        elif not message.headers:
+            not_parsable.append(blob_id)
+        else:
+            stored = {"structure": message.structure, "textBody": message.text_body,
+                      "htmlBody": message.html_body, "attachments": message.attachments,
+                      "preview": message.preview, "hasAttachment": message.has_attachment}
+            record = {"blobId": blob_id, "size": len(raw), **dict.fromkeys(PARSE_NULLS)}
+            view = EmailView(call.store, record, stored, body_properties, extra, raw)
+            parsed[blob_id] = {p: None if p == "id" else view.value(p) for p in wanted}
+    return {"accountId": account.id, "parsed": parsed or None,
+            "notParsable": not_parsable or None, "notFound": not_found or None}
 
 
 # --- 9.4 SearchSnippet (RFC 8621 §5) -------------------------------------------
