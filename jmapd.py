@@ -58,6 +58,9 @@ import codecs
 import contextlib
 import dataclasses
 import datetime
+import email.header
+import email.message
+import email.policy
 import email.utils
 import functools
 import hashlib
@@ -231,6 +234,9 @@ SET_ERRORS = {
     "mailboxHasChild": "RFC 8621 §2.5",
     "mailboxHasEmail": "RFC 8621 §2.5",
     "invalidEmail": "RFC 8621 §4.8",
+    "blobNotFound": "RFC 8621 §4.6",
+    "tooManyKeywords": "RFC 8621 §4.6",
+    "tooManyMailboxes": "RFC 8621 §4.6",
 }
 
 HTTP_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -1747,8 +1753,16 @@ class DataType:
         """Replace '#creation' references that Prop.reference cannot express."""
         return given
 
-    def before_create(self, context: "SetContext", given: dict, base: dict | None) -> None:
-        """Raise SetError to refuse a create before its properties are checked."""
+    def before_create(self, context: "SetContext", given: dict,
+                      base: dict | None) -> tuple[dict, dict | None]:
+        """Raise SetError to refuse a create before its properties are checked; return
+        the properties to check and the trusted base ones (a type may derive them,
+        e.g. Email composes its message from some of the given properties)."""
+        return given, base
+
+    def created_view(self, shown: dict, given: dict) -> dict:
+        """What /set's created answers: every property the client did not send (§5.3)."""
+        return {k: v for k, v in shown.items() if k not in given}
 
     def after_write(self, context: "SetContext", object_id: str, record: dict | None,
                     existing: dict | None) -> None:
@@ -1976,7 +1990,7 @@ def _create_one(context: SetContext, creation_id: str, given: Any,
     datatype_ = context.datatype
     if not isinstance(given, dict):
         raise SetError("invalidProperties", f"a {datatype_.name} must be a JSON object")
-    datatype_.before_create(context, given, base)
+    given, base = datatype_.before_create(context, given, base)
     given = check_properties(context, datatype_.resolve_references(context, given), existing=None)
     record = {**datatype_.defaults, **(base or {}), **given}
     missing = [k for k, p in datatype_.properties.items()
@@ -1992,7 +2006,7 @@ def _create_one(context: SetContext, creation_id: str, given: Any,
     shown = {object_id: dict(record)}
     datatype_.compute(context.call, context.account, shown)
     full = present(datatype_, object_id, shown[object_id], datatype_.properties)
-    return {k: v for k, v in full.items() if k not in given}
+    return datatype_.created_view(full, given)
 
 
 def check_properties(context: SetContext, given: dict, existing: dict | None) -> dict:
@@ -3493,6 +3507,9 @@ EMAIL_SORTS = {  # RFC 8621 §4.4.2
 }
 MAIL_ACCOUNT_LIMITS["emailQuerySortOptions"] = list(EMAIL_SORTS)
 READ_KEYWORDS = {"$seen", "$draft"}
+COMPOSED_PROPERTIES = {"messageId", "inReplyTo", "references", "sender", "from", "to", "cc",
+                       "bcc", "replyTo", "subject", "sentAt", "bodyStructure", "bodyValues",
+                       "textBody", "htmlBody", "attachments"}
 THREAD_WIDE = {"allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword"}
 
 
@@ -3558,6 +3575,21 @@ class Email(DataType):
 
     # -- writes --
 
+    def before_create(self, context: SetContext, given: dict, base: dict | None) -> dict:
+        """The message behind a create: composed (Email/set, §4.6), copied (Email/copy,
+        §4.7: re-threaded in the target account) or imported (already parsed)."""
+        if base is None:
+            raw = Composer(context, given).message()
+            base = {"blobId": context.store.put_blob(raw), "size": len(raw),
+                    "receivedAt": format_utc(context.call.core.clock.now())}
+            given = {k: v for k, v in given.items()
+                     if not k.startswith("header:") and k not in COMPOSED_PROPERTIES}
+        if getattr(context, "parsed_blob", None) != base["blobId"]:
+            raw = blob_content(context.store, base["blobId"]) or b""
+            context.parsed, context.parsed_blob = parse_email(raw), base["blobId"]
+            base["threadId"] = thread_for_message(context, context.parsed)
+        return given, base
+
     def resolve_references(self, context: SetContext, given: dict) -> dict:
         """mailboxIds keys may be '#creation' ids; keywords are stored lower-case."""
         resolved = dict(given)
@@ -3569,14 +3601,9 @@ class Email(DataType):
                                     for k, v in given["keywords"].items()}
         return resolved
 
-    def before_create(self, context: SetContext, given: dict, base: dict | None) -> None:
-        if base is None or "blobId" not in base:
-            raise SetError("forbidden", "Email/set create is not supported yet; upload the "
-                           "message and use Email/import")
-        if getattr(context, "parsed_blob", None) != base["blobId"]:  # Email/copy (§4.7)
-            raw = blob_content(context.store, base["blobId"]) or b""
-            context.parsed, context.parsed_blob = parse_email(raw), base["blobId"]
-            base["threadId"] = thread_for_message(context, context.parsed)
+    def created_view(self, shown: dict, given: dict) -> dict:
+        """RFC 8621 §4.6: created holds id, blobId, threadId and size."""
+        return {k: shown[k] for k in ("id", "blobId", "threadId", "size")}
 
     def validate(self, context: SetContext, object_id: str, record: dict,
                  existing: dict | None) -> None:
@@ -3836,6 +3863,201 @@ def import_message(context: SetContext, creation_id: str, raw: bytes, blob_id: s
     shown = _create_one(context, creation_id, given, base)
     return {"id": shown["id"], "blobId": blob_id, "threadId": thread_id, "size": len(raw)}
 
+
+# 9.3.6 Email/set create: building the message (RFC 8621 §4.6).
+
+COMPOSE_POLICY = email.policy.SMTP  # CRLF line ends, folded headers, 7-bit safe
+ADDRESS_PROPERTIES = {"from": "From", "to": "To", "cc": "Cc", "bcc": "Bcc",
+                      "replyTo": "Reply-To", "sender": "Sender"}
+MESSAGE_ID_PROPERTIES = {"messageId": "Message-ID", "inReplyTo": "In-Reply-To",
+                         "references": "References"}
+BODY_PART_FIELDS = {"partId", "blobId", "size", "name", "type", "charset", "disposition", "cid",
+                    "language", "location", "subParts"}
+
+
+def format_addresses(addresses: list[dict]) -> str:
+    """EmailAddress[] as an address-list, non-ASCII names RFC 2047-encoded."""
+    return ", ".join(email.utils.formataddr((a.get("name") or "", a.get("email") or ""),
+                                            charset="utf-8") for a in addresses)
+
+
+def format_header_form(form: str, value: Any) -> str:
+    """A header:Name:asForm value (RFC 8621 §4.1.2) back as header text."""
+    if form in ("asAddresses",):
+        return format_addresses(value)
+    if form == "asGroupedAddresses":
+        return ", ".join(f"{g['name']}: {format_addresses(g['addresses'])};" if g.get("name")
+                         else format_addresses(g["addresses"]) for g in value)
+    if form == "asMessageIds":
+        return " ".join(f"<{m}>" for m in value)
+    if form == "asURLs":
+        return ", ".join(f"<{u}>" for u in value)
+    if form == "asDate":
+        return email.utils.format_datetime(datetime.datetime.fromtimestamp(
+            _date_seconds(value), datetime.timezone(datetime.timedelta(
+                minutes=_offset_minutes(value)))))
+    return value if form == "asRaw" else str(email.header.Header(value, "utf-8"))
+
+
+def _date_seconds(value: str) -> float:
+    match = re.fullmatch(r"([0-9-]{10}T[0-9:]{8})(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})", value)
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    return datetime.datetime.fromisoformat(match.group(1) + zone).timestamp()
+
+
+def _offset_minutes(value: str) -> int:
+    if value.endswith("Z"):
+        return 0
+    sign = 1 if value[-6] == "+" else -1
+    return sign * (int(value[-5:-3]) * 60 + int(value[-2:]))
+
+
+class Composer:
+    """Turns an Email/set create's properties into RFC 5322 octets (RFC 8621 §4.6),
+    raising SetError for what the RFC forbids and blobNotFound for missing blobs."""
+
+    def __init__(self, context: "SetContext", given: dict) -> None:
+        self.context, self.given = context, given
+        self.values = given.get("bodyValues") or {}
+        self.missing_blobs: list[str] = []
+
+    def message(self) -> bytes:
+        self._check_shape()
+        root = self._body()
+        if self.missing_blobs:
+            raise SetError("blobNotFound", "unknown blobId in a body part",
+                           notFound=sorted(set(self.missing_blobs)))
+        content = [(n, v) for n, v in root.items() if n.lower() != "mime-version"]
+        for name in set(root.keys()):
+            del root[name]
+        try:
+            for name, value in self._top_headers() + content:
+                root[name] = value
+            return root.as_bytes(policy=COMPOSE_POLICY)
+        except (ValueError, TypeError, LookupError) as error:  # e.g. a header given twice
+            raise SetError.invalid_properties(["headers"], f"cannot write the message: {error}")
+
+    def _check_shape(self) -> None:
+        given, problems = self.given, []
+        if "headers" in given:
+            problems.append("headers")
+        if "bodyStructure" in given and {"textBody", "htmlBody", "attachments"} & set(given):
+            problems.append("bodyStructure")
+        for name, media_type in (("textBody", "text/plain"), ("htmlBody", "text/html")):
+            parts = given.get(name)
+            if parts is not None and (not isinstance(parts, list) or len(parts) != 1
+                                      or not isinstance(parts[0], dict)
+                                      or parts[0].get("type", media_type) != media_type):
+                problems.append(name)
+        problems += [k for k in given if k.lower().startswith("header:content-")]
+        if not isinstance(self.values, dict) or any(
+                not isinstance(v, dict) or not isinstance(v.get("value"), str)
+                or v.get("isEncodingProblem") or v.get("isTruncated")
+                for v in self.values.values()):
+            problems.append("bodyValues")
+        if problems:
+            raise SetError.invalid_properties(problems, f"{problems[0]}: not allowed in a create "
+                                              "(RFC 8621 §4.6)")
+
+    def _top_headers(self) -> list[tuple[str, str]]:
+        given, clock = self.given, self.context.call.core.clock
+        headers = [("MIME-Version", "1.0")]
+        for prop, field in ADDRESS_PROPERTIES.items():
+            if given.get(prop) is not None:
+                headers.append((field, format_addresses(given[prop])))
+        if given.get("subject") is not None:
+            headers.append(("Subject", format_header_form("asText", given["subject"])))
+        headers.append(("Date", format_header_form("asDate", given.get("sentAt")
+                                                   or format_utc(clock.now()))))
+        message_id = given.get("messageId") or [
+            f"{self.context.call.core.new_id('m')}.{int(clock.now().timestamp())}@jmapd.local"]
+        headers.append(("Message-ID", format_header_form("asMessageIds", message_id)))
+        for prop, field in MESSAGE_ID_PROPERTIES.items():
+            if prop != "messageId" and given.get(prop):
+                headers.append((field, format_header_form("asMessageIds", given[prop])))
+        for name, value in given.items():
+            parsed = parse_header_property(name) if name.startswith("header:") else None
+            if parsed and not parsed[2] and value is not None:
+                headers.append((parsed[0], format_header_form(parsed[1], value)))
+        return headers
+
+    def _body(self) -> email.message.EmailMessage:
+        given = self.given
+        if given.get("bodyStructure") is not None:
+            return self._part(given["bodyStructure"])
+        text = [self._part(p) for p in given.get("textBody") or []]
+        html = [self._part(p) for p in given.get("htmlBody") or []]
+        body = (self._multipart("alternative", text + html) if text and html
+                else (text + html or [self._text_part("", "plain")])[0])
+        attachments = [self._part(p) for p in given.get("attachments") or []]
+        return self._multipart("mixed", [body] + attachments) if attachments else body
+
+    def _multipart(self, subtype: str, parts: list) -> email.message.EmailMessage:
+        container = email.message.EmailMessage(policy=COMPOSE_POLICY)
+        container["Content-Type"] = f"multipart/{subtype}"
+        for part in parts:
+            container.attach(part)
+        return container
+
+    def _text_part(self, text: str, subtype: str) -> email.message.EmailMessage:
+        """UTF-8, quoted-printable, and exactly the text (set_content would add a newline)."""
+        part = email.message.EmailMessage(policy=COMPOSE_POLICY)
+        part["Content-Type"] = f"text/{subtype}; charset=utf-8"
+        part["Content-Transfer-Encoding"] = "quoted-printable"
+        lines = text.replace("\r\n", "\n").encode("utf-8")
+        part.set_payload(quopri.encodestring(lines).decode("ascii"))
+        return part
+
+    def _part(self, spec: Any) -> email.message.EmailMessage:
+        if not isinstance(spec, dict) or not String.accepts(spec.get("type", "text/plain")):
+            raise SetError.invalid_properties(["bodyStructure"], "a body part is an object")
+        media_type = spec.get("type", "text/plain").lower()
+        if media_type.startswith("multipart/"):
+            return self._multipart(media_type.split("/", 1)[1],
+                                   [self._part(sub) for sub in spec.get("subParts") or []])
+        if ("partId" in spec) == ("blobId" in spec) or (
+                "partId" in spec and ({"charset", "size"} & set(spec)
+                                      or spec["partId"] not in self.values
+                                      or not media_type.startswith("text/"))):
+            raise SetError.invalid_properties(["bodyStructure"], "a body part has either a "
+                                              "partId in bodyValues (text only) or a blobId")
+        if "partId" in spec:
+            part = self._text_part(self.values[spec["partId"]]["value"], media_type.split("/")[1])
+        else:
+            part = self._blob_part(spec, media_type)
+        self._describe(part, spec)
+        return part
+
+    def _blob_part(self, spec: dict, media_type: str) -> email.message.EmailMessage:
+        part = email.message.EmailMessage(policy=COMPOSE_POLICY)
+        context = self.context
+        held = context.store.blob_type(context.account.id, str(spec["blobId"]), context.now)
+        data = blob_content(context.store, spec["blobId"]) if held else None
+        if data is None:
+            self.missing_blobs.append(str(spec["blobId"]))
+            data = b""
+        maintype, _, subtype = media_type.partition("/")
+        part.set_content(data, maintype=maintype, subtype=subtype or "octet-stream")
+        if spec.get("charset"):
+            part.set_param("charset", spec["charset"])
+        return part
+
+    def _describe(self, part: email.message.EmailMessage, spec: dict) -> None:
+        """Disposition, filename (RFC 2231), Content-ID and friends of one part."""
+        if spec.get("disposition") or spec.get("name"):
+            del part["Content-Disposition"]
+            part.add_header("Content-Disposition", spec.get("disposition") or "attachment",
+                            **({"filename": spec["name"]} if spec.get("name") else {}))
+        if spec.get("cid"):
+            part["Content-ID"] = f"<{spec['cid']}>"
+        if spec.get("language"):
+            part["Content-Language"] = ", ".join(spec["language"])
+        if spec.get("location"):
+            part["Content-Location"] = spec["location"]
+        for name, value in spec.items():
+            parsed = parse_header_property(name) if name.startswith("header:") else None
+            if parsed and not parsed[2] and value is not None:
+                part[parsed[0]] = format_header_form(parsed[1], value)
 
 # 9.3.5 Email/parse (RFC 8621 §4.9).
 

@@ -1,0 +1,154 @@
+"""RFC 8621 §4.6 Email/set create: the message jmapd writes, and the errors it gives."""
+
+import email
+import email.policy
+
+import pytest
+
+import jmapd
+
+
+@pytest.fixture
+def inbox(jmap):
+    return jmap.mailbox_ids()["Inbox"]
+
+
+def create(jmap, inbox, **properties):
+    result = jmap.call("Email/set", {"accountId": "alice", "create": {
+        "d": {"mailboxIds": {inbox: True}, **properties}}})
+    return result["created"], result["notCreated"]
+
+
+def get(jmap, email_id, *properties, **args):
+    return jmap.call("Email/get", {"accountId": "alice", "ids": [email_id],
+                                   "properties": list(properties), **args})["list"][0]
+
+
+def raw_of(core, blob_id):
+    return jmapd.download_blob(core, core.user("alice"), "alice", blob_id)[0]
+
+
+TEXT = {"textBody": [{"partId": "t", "type": "text/plain"}],
+        "bodyValues": {"t": {"value": "Draft body café\nline two"}}}
+
+
+def test_a_text_draft_round_trips_exactly(jmap, core, inbox):
+    """§4.6: what was set is what Email/get returns; created has id, blobId, threadId, size."""
+    created, failed = create(jmap, inbox, keywords={"$draft": True}, subject="Lunch? 🍜",
+                             **{"from": [{"name": "Jörg Müller", "email": "joerg@example.de"}]},
+                             to=[{"name": None, "email": "bob@example.com"}], **TEXT)
+    assert failed is None and set(created["d"]) == {"id", "blobId", "threadId", "size"}
+    got = get(jmap, created["d"]["id"], "subject", "from", "to", "keywords", "bodyValues",
+              "textBody", fetchTextBodyValues=True)
+    assert got["subject"] == "Lunch? 🍜" and got["keywords"] == {"$draft": True}
+    assert got["from"] == [{"name": "Jörg Müller", "email": "joerg@example.de"}]
+    assert got["to"] == [{"name": None, "email": "bob@example.com"}]
+    assert got["bodyValues"][got["textBody"][0]["partId"]]["value"] == "Draft body café\nline two"
+
+
+def test_the_written_message_is_7bit_with_encoded_words_and_generated_ids(jmap, core, inbox):
+    """§4.6: Message-ID and Date generated; RFC 2047 headers; the blob is exactly size octets."""
+    created, _ = create(jmap, inbox, subject="Café", **TEXT)
+    raw = raw_of(core, created["d"]["blobId"])
+    assert len(raw) == created["d"]["size"] and raw.isascii()
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message["Subject"] == "Café" and "=?utf-8?" in raw.decode().lower()
+    assert message["Message-ID"].startswith("<") and message["Date"] is not None
+    got = get(jmap, created["d"]["id"], "messageId", "sentAt")
+    assert len(got["messageId"]) == 1 and got["sentAt"] == "2026-01-01T09:00:00Z"
+
+
+def test_html_text_and_an_attachment_make_mixed_over_alternative(jmap, core, inbox):
+    """§4.6: textBody + htmlBody + attachments, RFC 2231 for a non-ASCII filename."""
+    blob = jmapd.upload_blob(core, core.user("alice"), "alice", b"%PDF" * 75,
+                             "application/pdf")["blobId"]
+    created, failed = create(jmap, inbox, subject="Report",
+                             textBody=[{"partId": "t", "type": "text/plain"}],
+                             htmlBody=[{"partId": "h", "type": "text/html"}],
+                             bodyValues={"t": {"value": "plain"}, "h": {"value": "<p>html</p>"}},
+                             attachments=[{"blobId": blob, "type": "application/pdf",
+                                           "name": "Bericht März.pdf"}])
+    assert failed is None
+    got = get(jmap, created["d"]["id"], "bodyStructure", "attachments", "hasAttachment",
+              "htmlBody", "textBody")
+    assert got["bodyStructure"]["type"] == "multipart/mixed"
+    assert [p["type"] for p in got["bodyStructure"]["subParts"]] == ["multipart/alternative",
+                                                                     "application/pdf"]
+    assert [(a["name"], a["size"], a["blobId"]) for a in got["attachments"]] == [
+        ("Bericht März.pdf", 300, blob)]
+    assert got["hasAttachment"] is True
+    assert [p["type"] for p in got["htmlBody"]] == ["text/html"]
+    assert "filename*=" in raw_of(core, created["d"]["blobId"]).decode()
+
+
+def test_a_body_structure_with_an_inline_image_keeps_its_cid(jmap, core, inbox):
+    """§4.6: bodyStructure as given, with cid and disposition on a part."""
+    blob = jmapd.upload_blob(core, core.user("alice"), "alice", b"\x89PNG....", "image/png")["blobId"]
+    created, failed = create(jmap, inbox, bodyStructure={"type": "multipart/related", "subParts": [
+        {"partId": "h", "type": "text/html"},
+        {"blobId": blob, "type": "image/png", "cid": "logo@x", "disposition": "inline"}]},
+        bodyValues={"h": {"value": '<img src="cid:logo@x">'}})
+    assert failed is None
+    image = get(jmap, created["d"]["id"], "bodyStructure")["bodyStructure"]["subParts"][1]
+    assert (image["type"], image["cid"], image["disposition"]) == ("image/png", "logo@x", "inline")
+
+
+def test_a_reply_joins_the_thread_of_its_original(jmap, core, inbox):
+    """§3 with §4.6: In-Reply-To/References and the same base subject share a Thread."""
+    first, _ = create(jmap, inbox, subject="Plans", messageId=["plans@example.com"], **TEXT)
+    reply, _ = create(jmap, inbox, subject="Re: Plans", inReplyTo=["plans@example.com"],
+                      references=["plans@example.com"], **TEXT)
+    assert reply["d"]["threadId"] == first["d"]["threadId"]
+
+
+def test_a_header_property_is_written_in_its_form(jmap, core, inbox):
+    """§4.6: header:Name:asForm properties become header fields."""
+    created, _ = create(jmap, inbox, **{"header:X-Mood:asText": "sunny ☀",
+                                        "header:List-Post:asURLs": ["mailto:l@example.org"]},
+                        **TEXT)
+    got = get(jmap, created["d"]["id"], "header:X-Mood:asText", "header:List-Post:asURLs")
+    assert got["header:X-Mood:asText"] == "sunny ☀"
+    assert got["header:List-Post:asURLs"] == ["mailto:l@example.org"]
+
+
+def test_a_missing_blob_is_blobNotFound_listing_every_id(jmap, inbox):
+    """§4.6: blobNotFound with notFound holding each unknown blobId."""
+    _, failed = create(jmap, inbox, bodyStructure={"type": "multipart/mixed", "subParts": [
+        {"blobId": "Gnope1", "type": "image/png"}, {"blobId": "Gnope2", "type": "image/png"}]})
+    assert failed["d"]["type"] == "blobNotFound"
+    assert failed["d"]["notFound"] == ["Gnope1", "Gnope2"]
+
+
+@pytest.mark.parametrize("properties, property_name", [
+    ({"headers": [{"name": "X", "value": "y"}], **TEXT}, "headers"),
+    ({"bodyStructure": {"partId": "t", "type": "text/plain"}, **TEXT}, "bodyStructure"),
+    ({"textBody": [{"partId": "a", "type": "text/plain"}, {"partId": "b", "type": "text/plain"}],
+      "bodyValues": {"a": {"value": "1"}, "b": {"value": "2"}}}, "textBody"),
+    ({"textBody": [{"partId": "t", "type": "text/html"}], "bodyValues": {"t": {"value": "x"}}},
+     "textBody"),
+    ({"textBody": [{"partId": "t", "type": "text/plain"}],
+      "bodyValues": {"t": {"value": "x", "isTruncated": True}}}, "bodyValues"),
+    ({"header:Content-Type": "text/plain", **TEXT}, "header:Content-Type"),
+], ids=["headers", "structure-and-textBody", "two-text-parts", "html-in-textBody",
+        "truncated-value", "content-header-on-email"])
+def test_a_create_the_rfc_forbids_is_invalidProperties(jmap, inbox, properties, property_name):
+    """§4.6: the listed constraints are rejected with invalidProperties naming the property."""
+    _, failed = create(jmap, inbox, **properties)
+    assert failed["d"]["type"] == "invalidProperties"
+    assert property_name in failed["d"]["properties"]
+
+
+def test_a_part_with_both_part_id_and_blob_id_is_invalidProperties(jmap, inbox):
+    """§4.6: a part has a partId OR a blobId, not both."""
+    _, failed = create(jmap, inbox, bodyStructure={"partId": "t", "blobId": "G1",
+                                                   "type": "text/plain"},
+                       bodyValues={"t": {"value": "x"}})
+    assert failed["d"]["type"] == "invalidProperties"
+
+
+def test_a_created_draft_can_be_destroyed(jmap, inbox):
+    """§4.6: destroy removes it from every Mailbox; Email/get no longer finds it."""
+    created, _ = create(jmap, inbox, **TEXT)
+    email_id = created["d"]["id"]
+    assert jmap.call("Email/set", {"accountId": "alice", "destroy": [email_id]})["destroyed"] == [email_id]
+    assert jmap.call("Email/get", {"accountId": "alice", "ids": [email_id]})["notFound"] == [email_id]
