@@ -23,6 +23,7 @@ HTML-only newsletter with a List-Id header, p3 has a PDF attachment, s2's subjec
 import pytest
 
 import jmapd
+from conftest import Jmap
 
 A = "alice"
 BY_RECEIVED = ["q1", "q2", "s1", "p1", "p2", "p3", "q3", "s2"]
@@ -104,19 +105,6 @@ CORPUS = [
 ]
 
 
-class Caller:
-    """Just enough of conftest's Jmap to build the corpus in a module-scoped core."""
-
-    def __init__(self, core):
-        self.core = core
-
-    def call(self, name, args):
-        request = {"using": [jmapd.URN_CORE, jmapd.URN_MAIL], "methodCalls": [[name, args, "c"]]}
-        response_name, result, _ = self.core.handle_request(A, request)["methodResponses"][0]
-        assert response_name == name, result
-        return result
-
-
 class Mail:
     """The imported corpus: .ids {key: Email id}, .keys {Email id: key}, .box {W/H/L: id}."""
 
@@ -182,7 +170,7 @@ class Mail:
 def corpus(demo_template):
     """The demo seed plus the corpus, imported once per module (cloned for each test)."""
     template = demo_template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
-    built = Mail(template, Caller(template)).build()
+    built = Mail(template, Jmap(template, A)).build()
     yield template, built.box, built.ids
     template.close()
 

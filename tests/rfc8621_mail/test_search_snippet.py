@@ -17,6 +17,7 @@ The corpus (fixture `mail`), all in one Mailbox made here ("Snip"):
 import pytest
 
 import jmapd
+from conftest import Jmap
 
 A = "alice"
 
@@ -40,19 +41,6 @@ CORPUS = [
     ("amp", "Ampersands", "&" * 100 + " needle in a haystack\r\n", None),
     ("wrap", "Wrapped", "This year the revenue\r\ngrew again.\r\n", None),
 ]
-
-
-class Caller:
-    """Just enough of conftest's Jmap to build the corpus in a module-scoped core."""
-
-    def __init__(self, core):
-        self.core = core
-
-    def call(self, name, args):
-        request = {"using": [jmapd.URN_CORE, jmapd.URN_MAIL], "methodCalls": [[name, args, "c"]]}
-        response_name, result, _ = self.core.handle_request(A, request)["methodResponses"][0]
-        assert response_name == name, result
-        return result
 
 
 class Mail:
@@ -105,7 +93,7 @@ class Mail:
 def corpus(demo_template):
     """The demo seed plus the corpus, imported once per module (cloned for each test)."""
     template = demo_template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
-    built = Mail(template, Caller(template)).build()
+    built = Mail(template, Jmap(template, A)).build()
     yield template, built.box, built.ids
     template.close()
 

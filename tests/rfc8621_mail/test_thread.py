@@ -19,6 +19,7 @@ So thread X is x1, x3, x2, x4 (by receivedAt); y1 (a reply with a new subject) a
 import pytest
 
 import jmapd
+from conftest import Jmap
 
 A = "alice"
 COUNTS = ("totalEmails", "unreadEmails", "totalThreads", "unreadThreads")
@@ -43,19 +44,6 @@ CORPUS = [
      "2026-02-05T10:00:00Z", "A", []),
     ("z1", "Budget review", [], "2026-02-06T10:00:00Z", "B", []),
 ]
-
-
-class Caller:
-    """Just enough of conftest's Jmap to build the corpus in a module-scoped core."""
-
-    def __init__(self, core):
-        self.core = core
-
-    def call(self, name, args):
-        request = {"using": [jmapd.URN_CORE, jmapd.URN_MAIL], "methodCalls": [[name, args, "c"]]}
-        response_name, result, _ = self.core.handle_request(A, request)["methodResponses"][0]
-        assert response_name == name, result
-        return result
 
 
 class Mail:
@@ -116,7 +104,7 @@ class Mail:
 def corpus(demo_template):
     """The demo seed plus the corpus, imported once per module (cloned for each test)."""
     template = demo_template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
-    built = Mail(template, Caller(template)).build()
+    built = Mail(template, Jmap(template, A)).build()
     yield template, built.box, built.ids
     template.close()
 
