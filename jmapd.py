@@ -1760,9 +1760,13 @@ class DataType:
         e.g. Email composes its message from some of the given properties)."""
         return given, base
 
-    def created_view(self, shown: dict, given: dict) -> dict:
+    def created_view(self, call: MethodCall, account: Account, object_id: str, record: dict,
+                     given: dict) -> dict:
         """What /set's created answers: every property the client did not send (§5.3)."""
-        return {k: v for k, v in shown.items() if k not in given}
+        shown = {object_id: dict(record)}
+        self.compute(call, account, shown)
+        full = present(self, object_id, shown[object_id], self.properties)
+        return {k: v for k, v in full.items() if k not in given}
 
     def after_write(self, context: "SetContext", object_id: str, record: dict | None,
                     existing: dict | None) -> None:
@@ -2003,10 +2007,7 @@ def _create_one(context: SetContext, creation_id: str, given: Any,
                                 datatype_.stored(record), context.now)
     datatype_.after_write(context, object_id, record, None)
     context.call.created_ids[creation_id] = object_id
-    shown = {object_id: dict(record)}
-    datatype_.compute(context.call, context.account, shown)
-    full = present(datatype_, object_id, shown[object_id], datatype_.properties)
-    return datatype_.created_view(full, given)
+    return datatype_.created_view(context.call, context.account, object_id, record, given)
 
 
 def check_properties(context: SetContext, given: dict, existing: dict | None) -> dict:
@@ -2370,6 +2371,21 @@ def blob_copy(call: MethodCall, args: Args) -> dict:
 # re-parse), textBody/htmlBody/attachments (§4.1.4), preview and search text.
 # Parsing is best effort: a malformed message still yields an Email.
 
+# Patterns of the MIME grammar, compiled once at import.
+_COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")  # an RFC 5322 comment (one level)
+_MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
+_ANGLED = re.compile(r"<([^>]*)>")
+_FOLDING = re.compile(r"\r?\n(?=[ \t])")
+_Q_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+_QUOTED_PAIR = re.compile(r"\\(.)")
+_PARAMETER = re.compile(r'\s*([^=;\s]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)\s*;?')
+_CONTINUATION = re.compile(r"([^*]+)\*([0-9]+)(\*?)")
+_TYPE_SUBTYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+_ANGLE_ENDS = re.compile(r"^\s*<|>\s*$")
+_FWD_TRAILER = re.compile(r"(?:\s*\(fwd\))+$", re.I)
+_FWD_WRAPPED = re.compile(r"\[fwd:\s*(.*)\]", re.I)
+_DATE_PARTS = re.compile(r"([0-9-]{10}T[0-9:]{8})(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})")
 MAX_MIME_DEPTH = 32
 PREVIEW_LENGTH = 256  # RFC 8621 §4.1.4: "MUST NOT be more than 256 characters"
 _ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([QqBb])\?([^?\s]*)\?=")
@@ -2425,7 +2441,7 @@ def _decode_fields(fields: list) -> list[tuple[str, str]]:
 
 def unfold(value: str) -> str:
     """RFC 5322 §2.2.3: remove CRLF before white space."""
-    return re.sub(r"\r?\n(?=[ \t])", "", value)
+    return _FOLDING.sub("", value)
 
 
 def decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
@@ -2470,7 +2486,7 @@ def _decode_word(charset: str, encoding: str, payload: str) -> str | None:
         if encoding in "Bb":
             data = base64.b64decode(payload + "=" * (-len(payload) % 4))
         else:
-            data = re.sub(rb"=([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]),
+            data = _Q_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]),
                           payload.replace("_", " ").encode("ascii", errors="replace"))
     except (ValueError, UnicodeError, LookupError):
         return None
@@ -2497,7 +2513,7 @@ def _phrase(words: list[str]) -> str | None:
     parts = []
     for word in words:
         if word.startswith('"'):
-            parts.append(re.sub(r"\\(.)", r"\1", word[1:-1] if word.endswith('"') else word[1:]))
+            parts.append(_QUOTED_PAIR.sub(r"\1", word[1:-1] if word.endswith('"') else word[1:]))
         else:
             parts.append(word)
     text = decode_encoded_words(" ".join(parts))
@@ -2568,9 +2584,9 @@ def header_as_addresses(raw: str) -> list[dict]:
 
 def header_as_message_ids(raw: str) -> list[str] | None:
     """RFC 8621 §4.1.2.5: msg-ids without CFWS and angle brackets; null if unparseable."""
-    value = re.sub(r"\((?:[^()\\]|\\.)*\)", " ", unfold(raw))
-    ids = re.findall(r"<([^<>\s]+)>", value)
-    leftover = re.sub(r"<[^<>\s]+>", "", value).replace(",", " ").strip()
+    value = _COMMENT.sub(" ", unfold(raw))
+    ids = _MESSAGE_ID.findall(value)
+    leftover = _MESSAGE_ID.sub("", value).replace(",", " ").strip()
     return ids if ids and not leftover else None
 
 
@@ -2594,8 +2610,8 @@ def header_as_date(raw: str) -> str | None:
 
 def header_as_urls(raw: str) -> list[str] | None:
     """RFC 8621 §4.1.2.7 (RFC 2369): the <URL> items, or null."""
-    value = re.sub(r"\((?:[^()\\]|\\.)*\)", " ", unfold(raw))
-    urls = [re.sub(r"\s+", "", url) for url in re.findall(r"<([^>]*)>", value)]
+    value = _COMMENT.sub(" ", unfold(raw))
+    urls = ["".join(url.split()) for url in _ANGLED.findall(value)]
     return urls or None
 
 
@@ -2635,15 +2651,15 @@ def header_form_allowed(name: str, form: str) -> bool:
 def parse_parameters(raw: str) -> tuple[str, dict[str, str]]:
     """'text/plain; charset="utf-8"' -> ('text/plain', {'charset': 'utf-8'}), with RFC 2231
     continuations and charset'lang'percent-encoding decoded."""
-    value = re.sub(r"\((?:[^()\\]|\\.)*\)", "", unfold(raw))
+    value = _COMMENT.sub("", unfold(raw))
     head, _, rest = value.partition(";")
     params: dict[str, str] = {}
     pieces: dict[str, dict[int, tuple[str, bool]]] = {}
-    for match in re.finditer(r'\s*([^=;\s]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)\s*;?', rest):
+    for match in _PARAMETER.finditer(rest):
         key, text = match.group(1).lower(), match.group(2).strip()
         quoted = text.startswith('"')
-        text = re.sub(r"\\(.)", r"\1", text[1:-1]) if quoted and len(text) > 1 else text
-        continued = re.fullmatch(r"([^*]+)\*([0-9]+)(\*?)", key)
+        text = _QUOTED_PAIR.sub(r"\1", text[1:-1]) if quoted and len(text) > 1 else text
+        continued = _CONTINUATION.fullmatch(key)
         if continued:
             pieces.setdefault(continued.group(1), {})[int(continued.group(2))] = (
                 text, bool(continued.group(3)))
@@ -2676,7 +2692,7 @@ def part_content_type(part_headers: list, default: str) -> tuple[str, dict]:
     if raw is None:
         return default, {}
     media_type, params = parse_parameters(raw)
-    if not re.fullmatch(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", media_type):
+    if not _TYPE_SUBTYPE.fullmatch(media_type):
         return "text/plain", {}  # RFC 2045 §5.2: an invalid type defaults to text/plain
     return media_type, params
 
@@ -2731,7 +2747,7 @@ def transfer_decode(raw: bytes, part: MimePart) -> tuple[bytes, bool]:
     encoding = (part.header("content-transfer-encoding") or "").strip().lower()
     body = raw[part.start:part.end]
     if encoding == "base64":  # junk ignored, padding restored, a dangling sextet dropped
-        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", body.split(b"=", 1)[0])
+        cleaned = _NOT_BASE64.sub(b"", body.split(b"=", 1)[0])
         cleaned = cleaned[:len(cleaned) - 1] if len(cleaned) % 4 == 1 else cleaned
         return base64.b64decode(cleaned + b"=" * (-len(cleaned) % 4)), False
     if encoding == "quoted-printable":
@@ -2815,7 +2831,7 @@ def describe_part(raw: bytes, part: MimePart, blob_ids: dict[str, tuple[str, int
         "partId": part.part_id, "headers": [[n, v] for n, v in headers],  # stored as pairs
         "name": name, "type": part.type, "charset": charset if part.part_id else None,
         "disposition": disposition or None,
-        "cid": re.sub(r"^\s*<|>\s*$", "", unfold(cid)).strip() if cid else None,
+        "cid": _ANGLE_ENDS.sub("", unfold(cid)).strip() if cid else None,
         "language": [t.strip() for t in unfold(language).split(",") if t.strip()] if language
         else None,
         "location": unfold(location).strip() if location else None,
@@ -3166,7 +3182,7 @@ def base_subject(subject: str | None) -> str:
     text = " ".join((subject or "").split())
     while True:
         before = text
-        text = re.sub(r"(?:\s*\(fwd\))+$", "", text, flags=re.I).strip()
+        text = _FWD_TRAILER.sub("", text).strip()
         while True:
             stripped = _SUBJECT_REFWD.sub("", text, count=1)
             blob = _SUBJECT_BLOB.sub("", stripped, count=1)
@@ -3174,7 +3190,7 @@ def base_subject(subject: str | None) -> str:
             if stripped == text:
                 break
             text = stripped
-        wrapped = re.fullmatch(r"\[fwd:\s*(.*)\]", text, re.I)
+        wrapped = _FWD_WRAPPED.fullmatch(text)
         text = wrapped.group(1).strip() if wrapped else text
         if text == before:
             return text
@@ -3285,7 +3301,7 @@ def _received_at_of(parsed: ParsedEmail) -> str | None:
 def _utc_seconds(value: str) -> float:
     """A Date/UTCDate as POSIX seconds, fractions kept (Python 3.10's fromisoformat
     reads neither "Z" nor every fraction length, so the parts are taken apart here)."""
-    match = re.fullmatch(r"([0-9-]{10}T[0-9:]{8})(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})", value)
+    match = _DATE_PARTS.fullmatch(value)
     if match is None:
         raise ValueError(f"not a date-time: {value!r}")
     zone = "+00:00" if match.group(3) == "Z" else match.group(3)
@@ -3601,9 +3617,10 @@ class Email(DataType):
                                     for k, v in given["keywords"].items()}
         return resolved
 
-    def created_view(self, shown: dict, given: dict) -> dict:
+    def created_view(self, call: MethodCall, account: Account, object_id: str, record: dict,
+                     given: dict) -> dict:
         """RFC 8621 §4.6: created holds id, blobId, threadId and size."""
-        return {k: shown[k] for k in ("id", "blobId", "threadId", "size")}
+        return {"id": object_id, **{k: record[k] for k in ("blobId", "threadId", "size")}}
 
     def validate(self, context: SetContext, object_id: str, record: dict,
                  existing: dict | None) -> None:
@@ -3894,15 +3911,9 @@ def format_header_form(form: str, value: Any) -> str:
         return ", ".join(f"<{u}>" for u in value)
     if form == "asDate":
         return email.utils.format_datetime(datetime.datetime.fromtimestamp(
-            _date_seconds(value), datetime.timezone(datetime.timedelta(
+            _utc_seconds(value), datetime.timezone(datetime.timedelta(
                 minutes=_offset_minutes(value)))))
     return value if form == "asRaw" else str(email.header.Header(value, "utf-8"))
-
-
-def _date_seconds(value: str) -> float:
-    match = re.fullmatch(r"([0-9-]{10}T[0-9:]{8})(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})", value)
-    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
-    return datetime.datetime.fromisoformat(match.group(1) + zone).timestamp()
 
 
 def _offset_minutes(value: str) -> int:
