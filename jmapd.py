@@ -19,6 +19,7 @@ Map (the banners below carry the same numbers; `grep -n '^# [0-9]' jmapd.py`):
     7. Binary data
     8. MIME
     9. Mail data types
+   10. Delivery
    14. Network I/O
    16. Seeds
    17. Command line
@@ -4245,6 +4246,48 @@ def remove_emails_from_mailbox(context: SetContext, mailbox_id: str) -> None:
 ON_MAILBOX_DESTROY.append(remove_emails_from_mailbox)
 
 # =============================================================================
+# 10. Delivery
+# =============================================================================
+# RFC 8621 §7 (later) and RFC 5321 local delivery: the one path every arriving
+# message takes (the embedding API's deliver(), later EmailSubmission, SMTP and
+# Sieve): store the octets, then Email/import through the public core, so filing,
+# threading, counts and state changes are those of any import.
+
+def user_for_address(core: JmapCore, recipient: str) -> User | None:
+    """A login by name or by its address (case-insensitive)."""
+    found = core.store.user(recipient)
+    if found:
+        return found
+    return next((u for u in core.users() if u.email.lower() == recipient.lower()), None)
+
+
+def deliver_message(core: JmapCore, raw: bytes, to: str | Iterable[str],
+                    keywords: Iterable[str] = (), received_at: str | None = None) -> dict:
+    """Deliver raw RFC 5322 octets to each local recipient's Inbox; {recipient: Email id}."""
+    recipients = [to] if isinstance(to, str) else list(to)
+    delivered = {}
+    for recipient in recipients:
+        user = user_for_address(core, recipient)
+        if user is None:
+            raise ValueError(f"no local user {recipient!r}")
+        with core.as_administrator(), core.store.transaction():
+            inbox = core.call(user, "Mailbox/query", {"accountId": user.account_id,
+                                                      "filter": {"role": "inbox"}})["ids"]
+            if not inbox:
+                raise ValueError(f"{user.name} has no Mailbox with the inbox role")
+            blob = upload_blob(core, user, user.account_id, raw, "message/rfc822")
+            email = {"blobId": blob["blobId"], "mailboxIds": {inbox[0]: True},
+                     "keywords": dict.fromkeys(keywords, True)}
+            if received_at:
+                email["receivedAt"] = received_at
+            result = core.call(user, "Email/import", {"accountId": user.account_id,
+                                                      "emails": {"m": email}})
+        if result["notCreated"]:
+            raise ValueError(f"not delivered to {recipient}: {result['notCreated']['m']}")
+        delivered[recipient] = result["created"]["m"]["id"]
+    return delivered
+
+# =============================================================================
 # 14. Network I/O
 # =============================================================================
 # The HTTP/1.1 transport (threaded, keep-alive) over the sans-IO core: routing,
@@ -4678,6 +4721,11 @@ class JmapServer:
 
     def user(self, name: str) -> User:
         return self.core.user(name)
+
+    def deliver(self, raw: bytes, to: "str | Iterable[str]", **options: Any) -> dict:
+        """Deliver a raw message to local users' Inboxes, as mail arriving would:
+        `server.deliver(raw_bytes, to="alice")` -> {"alice": emailId}."""
+        return deliver_message(self.core, raw, to, **options)
 
     def stop(self) -> None:
         """Stop serving, close every connection, and close the store."""
