@@ -20,6 +20,7 @@ Map (the banners below carry the same numbers; `grep -n '^# [0-9]' jmapd.py`):
     8. MIME
     9. Mail data types
    10. Delivery
+   11. Push (logic)
    14. Network I/O
    16. Seeds
    17. Command line
@@ -1195,6 +1196,7 @@ class ChangeFeed:
 
     def __init__(self, keep: int = 1000) -> None:
         self.condition = threading.Condition()
+        self.closed = False
         self.sequence = 0
         self.entries: list[tuple[int, dict]] = []
         self.keep = keep
@@ -1206,10 +1208,17 @@ class ChangeFeed:
             self.condition.notify_all()
 
     def wait(self, after: int, timeout: float) -> list[tuple[int, dict]]:
-        """Entries numbered after `after`, waiting up to timeout for the first."""
+        """Entries numbered after `after`, waiting up to timeout for the first
+        (an empty list on timeout or once the feed is closed)."""
         with self.condition:
-            self.condition.wait_for(lambda: self.sequence > after, timeout)
+            self.condition.wait_for(lambda: self.sequence > after or self.closed, timeout)
             return [entry for entry in self.entries if entry[0] > after]
+
+    def close(self) -> None:
+        """Wake every waiter for good (the server is stopping)."""
+        with self.condition:
+            self.closed = True
+            self.condition.notify_all()
 
 
 class Args:
@@ -4288,6 +4297,59 @@ def deliver_message(core: JmapCore, raw: bytes, to: str | Iterable[str],
     return delivered
 
 # =============================================================================
+# 11. Push (logic)
+# =============================================================================
+# RFC 8620 §7: StateChange objects from the change feed, and the EventSource
+# (§7.3) wire format. Sans-IO: section 14 holds the connection and writes what these
+# functions return. Event ids are feed sequence numbers, so a reconnecting client's
+# Last-Event-ID says which changes it missed.
+
+PING_LIMITS = (1, 3600)  # §7.3: a minimum no higher than 30, a maximum no lower than 300
+
+
+def parse_event_source_query(query: str) -> tuple[set[str] | None, bool, int]:
+    """(types or None for all, close after a state event?, ping seconds) from §7.3's URL."""
+    try:
+        params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True, errors="strict"))
+    except (UnicodeError, ValueError):
+        raise RequestError.http(400, "the query string is not valid UTF-8") from None
+    types = params.get("types", "*")
+    close_after = params.get("closeafter", "no")
+    ping = params.get("ping", "0")
+    if close_after not in ("state", "no") or not ping.isdigit() or not types:
+        raise RequestError.http(400, "types: names or *, closeafter: state|no, ping: seconds")
+    wanted = None if types == "*" else {t for t in types.split(",") if t}
+    seconds = int(ping) and min(max(int(ping), PING_LIMITS[0]), PING_LIMITS[1])
+    return wanted, close_after == "state", seconds
+
+
+def state_change(core: JmapCore, user: User, changed: dict[str, dict[str, str]],
+                 types: set[str] | None) -> dict | None:
+    """The StateChange (§7.1) the user may see of one feed entry, or None."""
+    visible = {account.id for account in core.store.accounts_of(user.name)}
+    shown = {account: {t: s for t, s in states.items() if types is None or t in types}
+             for account, states in changed.items() if account in visible}
+    shown = {account: states for account, states in shown.items() if states}
+    return {"@type": "StateChange", "changed": shown} if shown else None
+
+
+def current_state_change(core: JmapCore, user: User, types: set[str] | None) -> dict | None:
+    """Every state the user can see, for a client whose Last-Event-ID is too old."""
+    changed = {}
+    with core.store.transaction():
+        for account in core.store.accounts_of(user.name):
+            rows = core.store.db.execute("SELECT type, modseq FROM type_state WHERE "
+                                         "account_id = ?", (account.id,))
+            changed[account.id] = {t: core.state_string(m) for t, m in rows}
+    return state_change(core, user, changed, types)
+
+
+def sse_event(name: str, data: dict, event_id: int | None = None) -> bytes:
+    """One text/event-stream event (the data is one line of JSON)."""
+    lines = [f"event: {name}"] + ([f"id: {event_id}"] if event_id is not None else [])
+    return ("\n".join(lines + [f"data: {json.dumps(data, separators=(',', ':'))}"]) + "\n\n").encode()
+
+# =============================================================================
 # 14. Network I/O
 # =============================================================================
 # The HTTP/1.1 transport (threaded, keep-alive) over the sans-IO core: routing,
@@ -4690,6 +4752,59 @@ def send_download(handler: JmapHTTPHandler, query: str, account_id: str, blob_id
         ("Cache-Control", "private, immutable, max-age=31536000")])
 
 
+@route("GET", re.escape(EVENTSOURCE_PATH) + "/?")
+def send_event_stream(handler: JmapHTTPHandler, query: str) -> None:
+    """RFC 8620 §7.3: state events as they happen, pings between, until told to stop."""
+    user = handler.authenticate()
+    types, close_after, ping = parse_event_source_query(query)
+    core = handler.server.core
+    after = core.feed.sequence
+    handler.close_connection = True  # no Content-Length: the stream ends with the connection
+    handler.send_response(200)
+    handler.send_cors_headers()
+    handler.send_header("Content-Type", "text/event-stream")
+    handler.send_header("Cache-Control", "no-cache")
+    handler.end_headers()
+    try:
+        handler.wfile.flush()  # the headers go now: events may be a long way off
+        missed = _missed_on_reconnect(handler, core, user, types, after)
+        if missed and close_after:
+            return
+        _stream_events(handler, core, user, types, close_after, ping, after)
+    except OSError:
+        return  # the client went away
+
+
+def _missed_on_reconnect(handler: JmapHTTPHandler, core: JmapCore, user: User,
+                         types: set[str] | None, now: int) -> bool:
+    """§7.3: a Last-Event-ID before now gets the current states at once."""
+    last = handler.headers.get("Last-Event-ID", "")
+    if not last.isdigit() or int(last) >= now:
+        return False
+    change = current_state_change(core, user, types)
+    if change:
+        handler.wfile.write(sse_event("state", change, now))
+        handler.wfile.flush()
+    return bool(change)
+
+
+def _stream_events(handler: JmapHTTPHandler, core: JmapCore, user: User,
+                   types: set[str] | None, close_after: bool, ping: int, after: int) -> None:
+    while not core.feed.closed:
+        entries = core.feed.wait(after, ping or 30)
+        if not entries and ping and not core.feed.closed:
+            handler.wfile.write(sse_event("ping", {"interval": ping}))  # no new event id
+        for sequence, changed in entries:
+            after = sequence
+            change = state_change(core, user, changed, types)
+            if change:
+                handler.wfile.write(sse_event("state", change, sequence))
+                if close_after:
+                    handler.wfile.flush()
+                    return
+        handler.wfile.flush()
+
+
 class JmapServer:
     """A running HTTP server around a JmapCore; what serve() returns.
 
@@ -4729,6 +4844,7 @@ class JmapServer:
 
     def stop(self) -> None:
         """Stop serving, close every connection, and close the store."""
+        self.core.feed.close()  # event streams end
         if self.thread.is_alive():
             stopper = threading.Thread(target=self.httpd.shutdown)
             stopper.start()
