@@ -1024,6 +1024,14 @@ class Store:
         self._touch(account_id, type_name, modseq)
         return modseq
 
+    def insert_initial_object(self, account_id: str, type_name: str, object_id: str,
+                              data: dict, now: float) -> None:
+        """An object an account starts with (modseq 0: it changes no state string)."""
+        self.db.execute(
+            "INSERT INTO object (account_id, type, id, data, created_modseq, updated_modseq, "
+            "content_modseq, changed_at) VALUES (?, ?, ?, ?, 0, 0, 0, ?)",
+            (account_id, type_name, object_id, json.dumps(data), now))
+
     def touch_object(self, account_id: str, type_name: str, object_id: str, now: float) -> int:
         """A new modseq for an object whose computed properties (counts) changed."""
         modseq = self.next_modseq(account_id)
@@ -4253,6 +4261,50 @@ def remove_emails_from_mailbox(context: SetContext, mailbox_id: str) -> None:
 
 
 ON_MAILBOX_DESTROY.append(remove_emails_from_mailbox)
+
+# --- 9.7 VacationResponse (RFC 8621 §8) ----------------------------------------
+# One object per account, id "singleton": it cannot be created or destroyed, and it
+# exists from the account's start (written at modseq 0, so it moves no state). The
+# auto-reply itself belongs to delivery (section 10) and comes with sending.
+
+URN_VACATION = "urn:ietf:params:jmap:vacationresponse"  # RFC 8621 §1.3.3
+capability(URN_VACATION, lambda core: {}, lambda core, account: {})
+VACATION_ID = "singleton"
+
+
+@datatype
+class VacationResponse(DataType):
+    """RFC 8621 §8: the account's vacation auto-reply settings."""
+
+    name = "VacationResponse"
+    capability = URN_VACATION
+    id_prefix = "V"
+    methods = ("get", "set")
+    properties = {
+        "id": Prop(Id, server_set=True, immutable=True),
+        "isEnabled": Prop(Boolean, default=False),
+        "fromDate": Prop(UTCDate, nullable=True, default=None),
+        "toDate": Prop(UTCDate, nullable=True, default=None),
+        "subject": Prop(String, nullable=True, default=None),
+        "textBody": Prop(String, nullable=True, default=None),
+        "htmlBody": Prop(String, nullable=True, default=None),
+    }
+
+    def before_create(self, context: SetContext, given: dict,
+                      base: dict | None) -> tuple[dict, dict | None]:
+        raise SetError("singleton", "an account has exactly one VacationResponse")  # §8
+
+    def before_destroy(self, context: SetContext, object_id: str, record: dict) -> None:
+        raise SetError("singleton", "the VacationResponse cannot be destroyed")
+
+
+def create_vacation_response(core: JmapCore, user: User) -> None:
+    """Every account has its singleton, disabled (RFC 8621 §8)."""
+    core.store.insert_initial_object(user.account_id, "VacationResponse", VACATION_ID,
+                                     core.datatypes["VacationResponse"].defaults, core.now())
+
+
+ACCOUNT_SETUP.append(create_vacation_response)
 
 # =============================================================================
 # 10. Delivery
