@@ -586,8 +586,10 @@ CREATE TABLE blob_ref (
     type TEXT NOT NULL, expires REAL,
     PRIMARY KEY (account_id, blob_id, holder)) WITHOUT ROWID;
 CREATE INDEX blob_ref_by_blob ON blob_ref (blob_id);
-CREATE TABLE blob_part (
-    id TEXT PRIMARY KEY, message_blob_id TEXT NOT NULL, part_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX blob_ref_by_holder ON blob_ref (account_id, holder);
+CREATE TABLE blob_part (  -- one part's content may come from several messages
+    id TEXT NOT NULL, message_blob_id TEXT NOT NULL, part_id TEXT NOT NULL,
+    PRIMARY KEY (id, message_blob_id)) WITHOUT ROWID;
 CREATE TABLE email (  -- a rowid table: its rows are large (WITHOUT ROWID would overflow)
     seq INTEGER PRIMARY KEY, account_id TEXT NOT NULL, id TEXT NOT NULL,
     blob_id TEXT NOT NULL, thread_id TEXT NOT NULL, size INTEGER NOT NULL,
@@ -613,6 +615,7 @@ CREATE TABLE thread_key (
     account_id TEXT NOT NULL, message_id TEXT NOT NULL, subject_key TEXT NOT NULL,
     thread_id TEXT NOT NULL,
     PRIMARY KEY (account_id, message_id, subject_key, thread_id)) WITHOUT ROWID;
+CREATE INDEX thread_key_by_thread ON thread_key (account_id, thread_id);
 CREATE VIRTUAL TABLE email_text USING fts5(
     subject, sender, recipient, cc, bcc, body, tokenize = 'unicode61 remove_diacritics 2');
 """
@@ -1041,13 +1044,14 @@ class Store:
         self._touch(account_id, type_name, modseq)
         return modseq
 
-    def destroy_object(self, account_id: str, type_name: str, object_id: str, now: float) -> int:
-        """Leave a tombstone: the row stays, with its data emptied, for /changes."""
+    def destroy_object(self, account_id: str, type_name: str, object_id: str, now: float,
+                       remembered: dict | None = None) -> int:
+        """Leave a tombstone for /changes: the row stays, its data reduced to `remembered`."""
         modseq = self.next_modseq(account_id)
         self.db.execute(
-            "UPDATE object SET data = '{}', destroyed = 1, updated_modseq = ?, "
+            "UPDATE object SET data = ?, destroyed = 1, updated_modseq = ?, "
             "content_modseq = ?, changed_at = ? WHERE account_id = ? AND type = ? AND id = ?",
-            (modseq, modseq, now, account_id, type_name, object_id))
+            (json.dumps(remembered or {}), modseq, modseq, now, account_id, type_name, object_id))
         self._touch(account_id, type_name, modseq)
         return modseq
 
@@ -1791,6 +1795,10 @@ class DataType:
         """Keep a type's own tables in step: after a create (existing None), an
         update, or a destroy (record None)."""
 
+    def tombstone(self, record: dict) -> dict:
+        """What a destroyed object's tombstone remembers (queryChanges may need it)."""
+        return {}
+
     def validate(self, context: SetContext, object_id: str, record: dict,
                  existing: dict | None) -> None:
         """Raise SetError if record may not be stored (existing is None on create)."""
@@ -2104,7 +2112,7 @@ def _destroy_one(context: SetContext, object_id: str, _: Any) -> str:
     record = _existing(context, object_id)
     context.datatype.before_destroy(context, object_id, record)
     context.store.destroy_object(context.account.id, context.datatype.name, object_id,
-                                 context.now)
+                                 context.now, context.datatype.tombstone(record))
     context.datatype.after_write(context, object_id, None, record)
     return object_id
 
@@ -2241,7 +2249,8 @@ def standard_query_changes(datatype_: DataType, call: MethodCall, args: Args) ->
     removed = listed + sorted(changed - {change.id for change in changes})
     added = [{"id": i, "index": n} for n, i in enumerate(ids) if i in changed]
     if up_to_id in ids and _query_is_immutable(datatype_, query):
-        added = [entry for entry in added if entry["index"] <= ids.index(up_to_id)]
+        last = ids.index(up_to_id)
+        added = [entry for entry in added if entry["index"] <= last]
     if max_changes is not None and len(removed) + len(added) > max_changes:
         raise MethodError("tooManyChanges", f"{len(removed) + len(added)} changes, "
                           f"maxChanges is {max_changes}")
@@ -3446,13 +3455,13 @@ def store_email_row(context: SetContext, object_id: str, record: dict, parsed: P
 
 def part_blob_content(store: Store, blob_id: str) -> bytes | None:
     """A body part's decoded octets, cut from its message (RFC 8621 §4.1.4 blobId)."""
-    row = store.db.execute("SELECT message_blob_id, part_id FROM blob_part WHERE id = ?",
-                           (blob_id,)).fetchone()
-    raw = store.blob_data(row[0]) if row else None
-    if raw is None:
-        return None
-    part = next((p for p in _leaves(parse_mime(raw)) if p.part_id == row[1]), None)
-    return transfer_decode(raw, part)[0] if part else None
+    for message_blob_id, part_id in store.db.execute(
+            "SELECT message_blob_id, part_id FROM blob_part WHERE id = ?", (blob_id,)).fetchall():
+        raw = store.blob_data(message_blob_id)
+        part = next((p for p in _leaves(parse_mime(raw)) if p.part_id == part_id), None) if raw else None
+        if part:
+            return transfer_decode(raw, part)[0]
+    return None
 
 
 BLOB_SOURCES.append(part_blob_content)
@@ -3528,9 +3537,10 @@ def _in_mailbox_other_than(ids: list[str]) -> tuple[str, list]:
             f"AND x.email_id = e.id AND x.mailbox_id NOT IN ({marks}))", list(ids))
 
 
-_SOME_IN_THREAD = ("EXISTS (SELECT 1 FROM email t JOIN email_keyword k ON k.account_id = "
-                   "t.account_id AND k.email_id = t.id WHERE t.account_id = e.account_id "
-                   "AND t.thread_id = e.thread_id AND k.keyword = lower(?))")
+_SOME_IN_THREAD = ("EXISTS (SELECT 1 FROM email t WHERE t.account_id = e.account_id AND "
+                   "t.thread_id = e.thread_id AND EXISTS (SELECT 1 FROM email_keyword k "
+                   "WHERE k.account_id = t.account_id AND k.keyword = lower(?) "
+                   "AND k.email_id = t.id))")  # from the thread's few emails, not the keyword's many
 _ALL_IN_THREAD = ("NOT EXISTS (SELECT 1 FROM email t WHERE t.account_id = e.account_id AND "
                   "t.thread_id = e.thread_id AND NOT EXISTS (SELECT 1 FROM email_keyword k "
                   "WHERE k.account_id = t.account_id AND k.email_id = t.id AND k.keyword = lower(?)))")
@@ -3550,7 +3560,8 @@ def fts_query(text: str) -> str | None:
     terms = []
     for match in re.finditer(r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'|(\S+)', text):
         phrase = match.group(1) if match.group(1) is not None else match.group(2)
-        term = re.sub(r"\\(.)", r"\1", phrase) if phrase is not None else match.group(3)
+        term = _QUOTED_PAIR.sub(r"\1", phrase) if phrase is not None else match.group(3)
+        term = "".join(ch for ch in term if ch >= " ")  # FTS5 strings cannot hold NUL
         if term.strip():
             terms.append('"' + term.replace('"', '""') + '"')
     return " ".join(terms) or None
@@ -3725,6 +3736,10 @@ class Email(DataType):
         if missing:
             raise SetError.invalid_properties(["mailboxIds"], f"mailboxIds: no Mailbox {missing[0]!r}")
 
+    def tombstone(self, record: dict) -> dict:
+        """A destroyed Email's Thread: thread-wide queryChanges re-read its siblings."""
+        return {"threadId": record["threadId"]}
+
     def after_write(self, context: SetContext, object_id: str, record: dict | None,
                     existing: dict | None) -> None:
         if existing is None:
@@ -3779,13 +3794,13 @@ class Email(DataType):
         one Email can move its siblings: every Email of a touched Thread counts."""
         if not (query.extra["collapseThreads"] or query_property_names(query) & THREAD_WIDE):
             return changed
-        threads = {c.id for c in call.store.changes_since(account.id, "Thread", since)}
-        ids = sorted(changed)
-        for start in range(0, len(ids), 500):
+        threads, ids = set(), sorted(changed)
+        for start in range(0, len(ids), 500):  # live rows and tombstones both hold threadId
             chunk = ids[start:start + 500]
             threads.update(row[0] for row in call.store.db.execute(
-                f"SELECT thread_id FROM email WHERE account_id = ? AND id IN "
-                f"({','.join('?' * len(chunk))})", (account.id, *chunk)))
+                f"SELECT json_extract(data, '$.threadId') FROM object WHERE account_id = ? "
+                f"AND type = 'Email' AND id IN ({','.join('?' * len(chunk))})",
+                (account.id, *chunk)) if row[0])
         siblings = set()
         for thread_id in threads:
             siblings.update(row[0] for row in call.store.db.execute(
@@ -4330,7 +4345,8 @@ def remove_emails_from_mailbox(context: SetContext, mailbox_id: str) -> None:
                                 emails.now)
             email_type.after_write(emails, email_id, changed, record)
         else:
-            store.destroy_object(account_id, "Email", email_id, emails.now)
+            store.destroy_object(account_id, "Email", email_id, emails.now,
+                                 email_type.tombstone(record))
             email_type.after_write(emails, email_id, None, record)
     emails.flush_touched()
 
