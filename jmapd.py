@@ -4031,6 +4031,33 @@ def _offset_minutes(value: str) -> int:
     return sign * (int(value[-5:-3]) * 60 + int(value[-2:]))
 
 
+AddressList = JmapType("EmailAddress[]", lambda v: isinstance(v, list) and all(
+    isinstance(a, dict) and set(a) <= {"name", "email"} and isinstance(a.get("email"), str)
+    and (a.get("name") is None or isinstance(a.get("name"), str)) for a in v))
+GroupedAddressList = JmapType("EmailAddressGroup[]", lambda v: isinstance(v, list) and all(
+    isinstance(g, dict) and AddressList.accepts(g.get("addresses")) for g in v))
+FORM_TYPES = {"asRaw": String, "asText": String, "asAddresses": AddressList,
+              "asGroupedAddresses": GroupedAddressList, "asMessageIds": list_of(String),
+              "asDate": Date, "asURLs": list_of(String)}
+COMPOSED_TYPES = {**dict.fromkeys(ADDRESS_PROPERTIES, AddressList),
+                  **dict.fromkeys(MESSAGE_ID_PROPERTIES, list_of(String)),
+                  "subject": String, "sentAt": Date, "bodyValues": JsonObject,
+                  "textBody": list_of(JsonObject), "htmlBody": list_of(JsonObject),
+                  "attachments": list_of(JsonObject), "bodyStructure": JsonObject}
+
+
+PART_TYPES = {"name": String, "charset": String, "disposition": String, "cid": String,
+              "location": String, "language": list_of(String), "subParts": list_of(AnyJson),
+              "partId": String, "blobId": String}
+
+
+def _header_value_type(name: str) -> JmapType:
+    parsed = parse_header_property(name)
+    if parsed is None:
+        return JmapType("nothing", lambda v: False)
+    return list_of(FORM_TYPES[parsed[1]]) if parsed[2] else FORM_TYPES[parsed[1]]
+
+
 class Composer:
     """Turns an Email/set create's properties into RFC 5322 octets (RFC 8621 §4.6),
     raising SetError for what the RFC forbids and blobNotFound for missing blobs."""
@@ -4042,18 +4069,19 @@ class Composer:
 
     def message(self) -> bytes:
         self._check_shape()
-        root = self._body()
-        if self.missing_blobs:
-            raise SetError("blobNotFound", "unknown blobId in a body part",
-                           notFound=sorted(set(self.missing_blobs)))
-        content = [(n, v) for n, v in root.items() if n.lower() != "mime-version"]
-        for name in set(root.keys()):
-            del root[name]
         try:
+            root = self._body()
+            if self.missing_blobs:
+                raise SetError("blobNotFound", "unknown blobId in a body part",
+                               notFound=sorted(set(self.missing_blobs)))
+            content = [(n, v) for n, v in root.items() if n.lower() != "mime-version"]
+            for name in set(root.keys()):
+                del root[name]
             for name, value in self._top_headers() + content:
                 root[name] = value
             return root.as_bytes(policy=COMPOSE_POLICY)
-        except (ValueError, TypeError, LookupError) as error:  # e.g. a header given twice
+        except (ValueError, TypeError, LookupError, AttributeError) as error:
+            # e.g. a header given twice, or CR/LF inside a value: never a serverFail
             raise SetError.invalid_properties(["headers"], f"cannot write the message: {error}")
 
     def _check_shape(self) -> None:
@@ -4069,6 +4097,10 @@ class Composer:
                                       or parts[0].get("type", media_type) != media_type):
                 problems.append(name)
         problems += [k for k in given if k.lower().startswith("header:content-")]
+        problems += [k for k, v in given.items() if v is not None and not (
+            COMPOSED_TYPES[k].accepts(v) if k in COMPOSED_TYPES
+            else k.startswith("header:") and _header_value_type(k).accepts(v))
+            and (k in COMPOSED_TYPES or k.startswith("header:"))]
         if not isinstance(self.values, dict) or any(
                 not isinstance(v, dict) or not isinstance(v.get("value"), str)
                 or v.get("isEncodingProblem") or v.get("isTruncated")
@@ -4131,6 +4163,10 @@ class Composer:
         if not isinstance(spec, dict) or not String.accepts(spec.get("type", "text/plain")):
             raise SetError.invalid_properties(["bodyStructure"], "a body part is an object")
         media_type = spec.get("type", "text/plain").lower()
+        wrong = [k for k, kind in PART_TYPES.items() if spec.get(k) is not None
+                 and not kind.accepts(spec[k])]
+        if wrong:
+            raise SetError.invalid_properties(["bodyStructure"], f"body part {wrong[0]}: wrong type")
         if media_type.startswith("multipart/"):
             return self._multipart(media_type.split("/", 1)[1],
                                    [self._part(sub) for sub in spec.get("subParts") or []])

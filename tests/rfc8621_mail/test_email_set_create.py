@@ -152,3 +152,22 @@ def test_a_created_draft_can_be_destroyed(jmap, inbox):
     email_id = created["d"]["id"]
     assert jmap.call("Email/set", {"accountId": "alice", "destroy": [email_id]})["destroyed"] == [email_id]
     assert jmap.call("Email/get", {"accountId": "alice", "ids": [email_id]})["notFound"] == [email_id]
+
+
+@pytest.mark.parametrize("properties", [
+    {"from": ["x@y"]}, {"from": "x@y"}, {"from": [{"name": 5, "email": "x@y"}]},
+    {"subject": 5}, {"messageId": "abc"}, {"header:X-A:asAddresses": "nope"},
+    {"sentAt": "yesterday"},
+    {"attachments": [{"blobId": "G1", "type": "image/png", "cid": "a\r\nb"}]},
+    {"attachments": [{"blobId": "G1", "type": "image/png", "name": 5}]},
+    {"attachments": [{"blobId": "G1", "type": "image/png", "language": [1]}]},
+    {"attachments": [{"blobId": "G1", "type": "image/png", "disposition": "a b\r\nc"}]},
+], ids=["from-strings", "from-string", "name-number", "subject-number", "messageId-string",
+        "header-form-type", "sentAt", "cid-crlf", "name-number-part", "language-numbers",
+        "disposition-crlf"])
+def test_wrong_types_in_a_create_are_invalidProperties_never_serverFail(jmap, core, inbox,
+                                                                         properties):
+    """RFC 8620 §5.3: invalid properties are a SetError, whatever the value's type."""
+    jmapd.upload_blob(core, core.user("alice"), "alice", b"png", "image/png")
+    created, failed = create(jmap, inbox, **TEXT, **properties)
+    assert created is None and failed["d"]["type"] in ("invalidProperties", "blobNotFound")
