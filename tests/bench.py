@@ -110,6 +110,10 @@ def bench_mail_scale(count=100_000):
             lambda: query(filter={"inMailbox": inbox}, sort=newest, calculateTotal=True),
         "Email/query text search (one word)":
             lambda: query(filter={"text": "roadmap"}, sort=newest),
+        "Email/query noneInThreadHaveKeyword $seen (unread threads)":
+            lambda: query(filter={"noneInThreadHaveKeyword": "$seen"}, sort=newest),
+        "Email/query someInThreadHaveKeyword $flagged":
+            lambda: query(filter={"someInThreadHaveKeyword": "$flagged"}, sort=newest),
     }
     for label, run in figures.items():
         median, _ = timed(run, 15)
