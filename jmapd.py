@@ -5490,6 +5490,8 @@ DEMO_MAIL = (
 EXAMPLES = """examples:
   python jmapd.py --seed demo                 alice/alice and bob/bob on :8080
   python jmapd.py --port 0 --seed empty       a free port, standard mailboxes only
+  python jmapd.py --seed ~/Mail/export.mbox   your own mail in alice's Inbox
+  python jmapd.py --seed generated:100000 --db big.sqlite   a large mailbox, built once
   python jmapd.py --db mail.sqlite            keep everything across restarts
   python jmapd.py --user carol:secret         add a login to the seed
   python jmapd.py --limit maxObjectsInGet=5   tiny limits prove a client batches
@@ -5506,7 +5508,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", default=":memory:", metavar="FILE",
                         help="sqlite file to persist to (default: in memory)")
     parser.add_argument("--seed", default="demo", metavar="NAME|PATH",
-                        help="demo (default), empty, or a JSON seed file")
+                        help="demo (default), empty, generated:N, or a path: a JSON user "
+                        "file, a folder of .eml files (with or without manifest.json), an mbox")
     parser.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD",
                         help="add a login (repeatable); its token is token-NAME")
     parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
