@@ -589,6 +589,7 @@ CREATE INDEX blob_ref_by_blob ON blob_ref (blob_id);
 CREATE INDEX blob_ref_by_holder ON blob_ref (account_id, holder);
 CREATE TABLE blob_part (  -- one part's content may come from several messages
     id TEXT NOT NULL, message_blob_id TEXT NOT NULL, part_id TEXT NOT NULL,
+    type TEXT NOT NULL,
     PRIMARY KEY (id, message_blob_id)) WITHOUT ROWID;
 CREATE TABLE email (  -- a rowid table: its rows are large (WITHOUT ROWID would overflow)
     seq INTEGER PRIMARY KEY, account_id TEXT NOT NULL, id TEXT NOT NULL,
@@ -1174,11 +1175,15 @@ class Store:
             "expires = excluded.expires", (account_id, blob_id, holder, type_, expires))
 
     def blob_type(self, account_id: str, blob_id: str, now: float) -> str | None:
-        """The type under which the account holds the blob, or None if it holds none."""
+        """The type under which the account holds the blob, or None if it holds none. A
+        part of a message the account holds is held too (no ref per part: memory)."""
         row = self.db.execute(
-            "SELECT type FROM blob_ref WHERE account_id = ? AND blob_id = ? "
-            "AND (expires IS NULL OR expires > ?) ORDER BY expires IS NOT NULL LIMIT 1",
-            (account_id, blob_id, now)).fetchone()
+            "SELECT type FROM blob_ref WHERE account_id = ?1 AND blob_id = ?2 "
+            "AND (expires IS NULL OR expires > ?3) ORDER BY expires IS NOT NULL LIMIT 1",
+            (account_id, blob_id, now)).fetchone() or self.db.execute(
+            "SELECT p.type FROM blob_part p JOIN blob_ref r ON r.blob_id = p.message_blob_id "
+            "WHERE p.id = ?2 AND r.account_id = ?1 AND (r.expires IS NULL OR r.expires > ?3) "
+            "LIMIT 1", (account_id, blob_id, now)).fetchone()
         return row[0] if row else None
 
     def blob_data(self, blob_id: str) -> bytes | None:
@@ -3447,10 +3452,10 @@ def store_email_row(context: SetContext, object_id: str, record: dict, parsed: P
          zlib.compress(json.dumps(stored, separators=(",", ":")).encode(), 6)))
     holder = f"Email/{object_id}"
     store.add_blob_ref(account_id, record["blobId"], holder, "message/rfc822", None)
-    for part_blob, (part_id, media_type) in _part_blobs(parsed.structure).items():
-        store.db.execute("INSERT OR IGNORE INTO blob_part (id, message_blob_id, part_id) "
-                         "VALUES (?, ?, ?)", (part_blob, record["blobId"], part_id))
-        store.add_blob_ref(account_id, part_blob, holder, media_type, None)
+    store.db.executemany(
+        "INSERT OR IGNORE INTO blob_part (id, message_blob_id, part_id, type) VALUES (?,?,?,?)",
+        [(part_blob, record["blobId"], part_id, media_type)
+         for part_blob, (part_id, media_type) in _part_blobs(parsed.structure).items()])
 
 
 def part_blob_content(store: Store, blob_id: str) -> bytes | None:
