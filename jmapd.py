@@ -2688,8 +2688,8 @@ HEADER_FORM_FIELDS = {
     "asURLs": {"list-help", "list-unsubscribe", "list-subscribe", "list-post", "list-owner",
                "list-archive"},
 }
-KNOWN_HEADERS = set().union(*HEADER_FORM_FIELDS.values()) | {
-    "return-path", "received", "resent-date", "keywords", "list-id"}
+KNOWN_HEADERS = (set().union(*HEADER_FORM_FIELDS.values()) | {
+    "return-path", "received", "resent-date", "keywords"}) - {"list-id"}  # List-Id: RFC 2919
 
 
 def header_form_allowed(name: str, form: str) -> bool:
@@ -2816,7 +2816,9 @@ def _multipart_spans(raw: bytes, start: int, end: int, boundary: bytes) -> list[
 
 
 def transfer_decode(raw: bytes, part: MimePart) -> tuple[bytes, bool]:
-    """A part's content after Content-Transfer-Encoding; (octets, unknown encoding?)."""
+    """A part's content after Content-Transfer-Encoding; (octets, unknown encoding?).
+    Malformed base64 or quoted-printable is decoded as far as it goes: RFC 8621 §4.1.4
+    counts only charset trouble and unknown encodings as isEncodingProblem."""
     encoding = (part.header("content-transfer-encoding") or "").strip().lower()
     body = raw[part.start:part.end]
     if encoding == "base64":  # junk ignored, padding restored, a dangling sextet dropped

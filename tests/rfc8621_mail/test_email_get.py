@@ -966,3 +966,17 @@ def test_email_changes_reports_import_then_update_then_destroy(jmap, core):
         [], [], [email_id])
     assert after_destroy["newState"] == email_state(jmap)
     assert after_destroy["hasMoreChanges"] is False
+
+
+def test_list_id_allows_every_parsed_form(jmap, core):
+    """RFC 8621 §4.1.2: List-Id is defined by RFC 2919, not RFC 5322/2369, so any form."""
+    raw = (b"From: a@x.test\r\nList-Id: Dev list <dev.lists.example.org>\r\nSubject: l\r\n\r\nx")
+    blob = jmapd.upload_blob(core, core.user("alice"), "alice", raw, "message/rfc822")["blobId"]
+    inbox = jmap.mailbox_ids()["Inbox"]
+    email_id = jmap.call("Email/import", {"accountId": "alice", "emails": {"k": {
+        "blobId": blob, "mailboxIds": {inbox: True}}}})["created"]["k"]["id"]
+    got = jmap.call("Email/get", {"accountId": "alice", "ids": [email_id], "properties": [
+        "header:List-Id:asText", "header:List-Id:asAddresses"]})["list"][0]
+    assert got["header:List-Id:asText"] == "Dev list <dev.lists.example.org>"
+    assert got["header:List-Id:asAddresses"] == [{"name": "Dev list",
+                                                  "email": "dev.lists.example.org"}]
