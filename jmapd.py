@@ -60,7 +60,6 @@ import codecs
 import contextlib
 import dataclasses
 import datetime
-import email.header
 import email.message
 import email.policy
 import email.utils
@@ -3694,12 +3693,6 @@ class Email(DataType):
     def accepts_property(self, name: str) -> bool:
         return name in self.properties or parse_header_property(name) is not None
 
-    def compute(self, call: MethodCall, account: Account, records: dict[str, dict]) -> None:
-        """The server-set derived properties; the rest come from render (EmailView)."""
-        for object_id, parsed in load_parsed(call.store, account.id, list(records)).items():
-            records[object_id].update(hasAttachment=parsed["hasAttachment"],
-                                      preview=parsed["preview"])
-
     # -- writes --
 
     def before_create(self, context: SetContext, given: dict, base: dict | None) -> dict:
@@ -4028,7 +4021,7 @@ def format_header_form(form: str, value: Any) -> str:
         return email.utils.format_datetime(datetime.datetime.fromtimestamp(
             _utc_seconds(value), datetime.timezone(datetime.timedelta(
                 minutes=_offset_minutes(value)))))
-    return value if form == "asRaw" else str(email.header.Header(value, "utf-8"))
+    return value  # asRaw and asText: the header policy encodes non-ASCII text (RFC 2047)
 
 
 def _offset_minutes(value: str) -> int:
