@@ -137,3 +137,59 @@ def web(server):
     client = Http(server)
     yield client
     client.close()
+
+
+def import_raw(core, jmap, raw, mailbox_ids, keywords=(), received=None):
+    """Upload raw message octets and Email/import them (RFC 8621 §4.8); the new id."""
+    blob = jmapd.upload_blob(core, core.user(jmap.user), jmap.account_id, raw,
+                             "message/rfc822")["blobId"]
+    email = {"blobId": blob, "mailboxIds": dict.fromkeys(mailbox_ids, True),
+             "keywords": dict.fromkeys(keywords, True)}
+    if received:
+        email["receivedAt"] = received
+    result = jmap.call("Email/import", {"accountId": jmap.account_id, "emails": {"k": email}})
+    assert result["notCreated"] is None, result["notCreated"]
+    return result["created"]["k"]["id"]
+
+
+class MailCorpus:
+    """A test module's imported messages: .ids {key: Email id}, .keys {Email id: key},
+    .box (the module's own Mailboxes, {name: id}, or one id). Subclasses build()."""
+
+    RECEIVED = "2026-01-10T09:00:00Z"  # receivedAt when a test adds one without
+
+    def __init__(self, core, jmap, box=None, ids=None):
+        self.core, self.jmap = core, jmap
+        self.box = box if isinstance(box, str) else dict(box or {})
+        self.ids = dict(ids or {})
+        self.keys = {email_id: key for key, email_id in self.ids.items()}
+
+    def add(self, key, raw, boxes, keywords=(), received=None):
+        email_id = import_raw(self.core, self.jmap, raw, [self.box[b] for b in boxes],
+                              keywords, received or self.RECEIVED)
+        self.ids[key], self.keys[email_id] = email_id, key
+        return email_id
+
+    def set(self, **args):
+        result = self.jmap.call("Email/set", {"accountId": self.jmap.account_id, **args})
+        assert not (result.get("notUpdated") or result.get("notDestroyed")), result
+        return result
+
+
+def corpus_fixtures(corpus_class):
+    """Module fixtures `corpus` (the corpus imported once into a template) and `mail`
+    (a fresh clone of it per test, ~1 ms)."""
+    @pytest.fixture(scope="module")
+    def corpus(demo_template):
+        template = demo_template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
+        built = corpus_class(template, Jmap(template, "alice")).build()
+        yield template, built.box, built.ids
+        template.close()
+
+    @pytest.fixture
+    def mail(corpus):
+        template, box, ids = corpus
+        fresh = template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
+        yield corpus_class(fresh, Jmap(fresh, "alice"), box, ids)
+        fresh.close()
+    return corpus, mail

@@ -23,7 +23,7 @@ HTML-only newsletter with a List-Id header, p3 has a PDF attachment, s2's subjec
 import pytest
 
 import jmapd
-from conftest import Jmap
+from conftest import MailCorpus, corpus_fixtures
 
 A = "alice"
 BY_RECEIVED = ["q1", "q2", "s1", "p1", "p2", "p3", "q3", "s2"]
@@ -105,13 +105,8 @@ CORPUS = [
 ]
 
 
-class Mail:
+class Mail(MailCorpus):
     """The imported corpus: .ids {key: Email id}, .keys {Email id: key}, .box {W/H/L: id}."""
-
-    def __init__(self, core, jmap, box=None, ids=None):
-        self.core, self.jmap = core, jmap
-        self.box, self.ids = dict(box or {}), dict(ids or {})
-        self.keys = {email_id: key for key, email_id in self.ids.items()}
 
     def build(self):
         created = self.jmap.call("Mailbox/set", {"accountId": A, "create": {
@@ -122,16 +117,7 @@ class Mail:
             self.add(key, raw, boxes, keywords, received)
         return self
 
-    def add(self, key, raw, boxes, keywords=(), received="2026-01-10T09:00:00Z"):
-        user = self.core.user(A)
-        blob = jmapd.upload_blob(self.core, user, A, raw, "message/rfc822")["blobId"]
-        result = self.jmap.call("Email/import", {"accountId": A, "emails": {"k": {
-            "blobId": blob, "mailboxIds": {self.box[b]: True for b in boxes},
-            "keywords": {k: True for k in keywords}, "receivedAt": received}}})
-        assert result["notCreated"] is None, result["notCreated"]
-        email_id = result["created"]["k"]["id"]
-        self.ids[key], self.keys[email_id] = email_id, key
-        return email_id
+    RECEIVED = "2026-01-10T09:00:00Z"
 
     def new_box(self, name):
         """Another Mailbox of this test's own (its id is also kept as .box[name])."""
@@ -160,27 +146,8 @@ class Mail:
     def error(self, filter_=None, sort=None, **more):
         return self.jmap.error("Email/query", self.query_args(filter_, sort, **more))
 
-    def set(self, **args):
-        result = self.jmap.call("Email/set", {"accountId": A, **args})
-        assert not (result.get("notUpdated") or result.get("notDestroyed")), result
-        return result
 
-
-@pytest.fixture(scope="module")
-def corpus(demo_template):
-    """The demo seed plus the corpus, imported once per module (cloned for each test)."""
-    template = demo_template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
-    built = Mail(template, Jmap(template, A)).build()
-    yield template, built.box, built.ids
-    template.close()
-
-
-@pytest.fixture
-def mail(corpus, jmap):
-    template, box, ids = corpus
-    fresh = template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
-    yield Mail(fresh, type(jmap)(fresh, A), box, ids)
-    fresh.close()
+corpus, mail = corpus_fixtures(Mail)
 
 
 # -- §4.4.1 filter conditions, one at a time --

@@ -17,7 +17,7 @@ The corpus (fixture `mail`), all in one Mailbox made here ("Snip"):
 import pytest
 
 import jmapd
-from conftest import Jmap
+from conftest import MailCorpus, corpus_fixtures, import_raw
 
 A = "alice"
 
@@ -43,25 +43,16 @@ CORPUS = [
 ]
 
 
-class Mail:
+class Mail(MailCorpus):
     """The corpus: .ids {key: Email id}, .keys {Email id: key}, .box (the Mailbox id)."""
-
-    def __init__(self, core, jmap, box=None, ids=None):
-        self.core, self.jmap, self.box = core, jmap, box
-        self.ids = dict(ids or {})
-        self.keys = {email_id: key for key, email_id in self.ids.items()}
 
     def build(self):
         self.box = self.jmap.call("Mailbox/set", {"accountId": A, "create": {
             "s": {"name": "Snip"}}})["created"]["s"]["id"]
         for number, (key, subject, body, content_type) in enumerate(CORPUS):
             raw = message(subject, body, content_type or "text/plain; charset=utf-8")
-            blob = jmapd.upload_blob(self.core, self.core.user(A), A, raw,
-                                     "message/rfc822")["blobId"]
-            created = self.jmap.call("Email/import", {"accountId": A, "emails": {"k": {
-                "blobId": blob, "mailboxIds": {self.box: True},
-                "receivedAt": f"2026-03-0{number + 1}T10:00:00Z"}}})["created"]
-            self.ids[key] = created["k"]["id"]
+            self.ids[key] = import_raw(self.core, self.jmap, raw, [self.box],
+                                       received=f"2026-03-0{number + 1}T10:00:00Z")
         return self
 
     def snippets(self, filter_, *keys):
@@ -89,21 +80,7 @@ class Mail:
         return [self.ids_to_keys(i) for i in result["ids"]]
 
 
-@pytest.fixture(scope="module")
-def corpus(demo_template):
-    """The demo seed plus the corpus, imported once per module (cloned for each test)."""
-    template = demo_template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
-    built = Mail(template, Jmap(template, A)).build()
-    yield template, built.box, built.ids
-    template.close()
-
-
-@pytest.fixture
-def mail(corpus, jmap):
-    template, box, ids = corpus
-    fresh = template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
-    yield Mail(fresh, type(jmap)(fresh, A), box, ids)
-    fresh.close()
+corpus, mail = corpus_fixtures(Mail)
 
 
 # -- §5 subject and preview --

@@ -19,7 +19,7 @@ So thread X is x1, x3, x2, x4 (by receivedAt); y1 (a reply with a new subject) a
 import pytest
 
 import jmapd
-from conftest import Jmap
+from conftest import MailCorpus, corpus_fixtures
 
 A = "alice"
 COUNTS = ("totalEmails", "unreadEmails", "totalThreads", "unreadThreads")
@@ -46,13 +46,8 @@ CORPUS = [
 ]
 
 
-class Mail:
+class Mail(MailCorpus):
     """The corpus: .ids {key: Email id}, .keys {Email id: key}, .box {"A"/"B": id}."""
-
-    def __init__(self, core, jmap, box=None, ids=None):
-        self.core, self.jmap = core, jmap
-        self.box, self.ids = dict(box or {}), dict(ids or {})
-        self.keys = {email_id: key for key, email_id in self.ids.items()}
 
     def build(self):
         created = self.jmap.call("Mailbox/set", {"accountId": A, "create": {
@@ -62,15 +57,7 @@ class Mail:
             self.add(key, message(key, subject, links), boxes, keywords, received)
         return self
 
-    def add(self, key, raw, boxes, keywords=(), received="2026-02-10T10:00:00Z"):
-        blob = jmapd.upload_blob(self.core, self.core.user(A), A, raw, "message/rfc822")["blobId"]
-        result = self.jmap.call("Email/import", {"accountId": A, "emails": {"k": {
-            "blobId": blob, "mailboxIds": {self.box[b]: True for b in boxes},
-            "keywords": {k: True for k in keywords}, "receivedAt": received}}})
-        assert result["notCreated"] is None, result["notCreated"]
-        email_id = result["created"]["k"]["id"]
-        self.ids[key], self.keys[email_id] = email_id, key
-        return email_id
+    RECEIVED = "2026-02-10T10:00:00Z"
 
     def thread_of(self, key):
         return self.jmap.call("Email/get", {"accountId": A, "ids": [self.ids[key]],
@@ -87,11 +74,6 @@ class Mail:
                                              "properties": list(COUNTS)})["list"][0]
         return tuple(got[c] for c in COUNTS)
 
-    def set(self, **args):
-        result = self.jmap.call("Email/set", {"accountId": A, **args})
-        assert not (result.get("notUpdated") or result.get("notDestroyed")), result
-        return result
-
     def state(self, type_name):
         return self.jmap.call(f"{type_name}/get", {"accountId": A, "ids": []})["state"]
 
@@ -100,21 +82,7 @@ class Mail:
         return self.jmap.call(method, {"accountId": A, "sinceState": since})
 
 
-@pytest.fixture(scope="module")
-def corpus(demo_template):
-    """The demo seed plus the corpus, imported once per module (cloned for each test)."""
-    template = demo_template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
-    built = Mail(template, Jmap(template, A)).build()
-    yield template, built.box, built.ids
-    template.close()
-
-
-@pytest.fixture
-def mail(corpus, jmap):
-    template, box, ids = corpus
-    fresh = template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
-    yield Mail(fresh, type(jmap)(fresh, A), box, ids)
-    fresh.close()
+corpus, mail = corpus_fixtures(Mail)
 
 
 # -- §3 threading --
