@@ -2493,7 +2493,8 @@ def mail_codec(charset: str | None) -> str | None:
         codec = codecs.lookup(name)
     except LookupError:
         return None
-    if codec.name in NOT_MAIL_CHARSETS or not getattr(codec, "_is_text_encoding", True):
+    if (codec.name.replace("-", "_") in NOT_MAIL_CHARSETS
+            or not getattr(codec, "_is_text_encoding", True)):
         return None
     return codec.name
 
