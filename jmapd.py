@@ -114,6 +114,9 @@ DEFAULT_LIMITS = {
 SERVER_LIMITS = {
     "maxQueryLimit": 5000,   # RFC 8620 §5.5: the cap we apply to /query's limit
     "maxChanges": 5000,      # RFC 8620 §5.2: /changes size when the client gives none
+    "maxDelayedSend": 7 * 86400,      # RFC 8621 §1.3.2: the longest FUTURERELEASE hold
+    "maxRecipients": 100,             # RFC 8621 §7.5 tooManyRecipients' maxRecipients
+    "maxSizeSubmission": 25_000_000,  # RFC 8621 §7.5 tooLarge's maxSize for sending
 }
 # RFC 4790 collations we implement (RFC 8620 §5.5 "collation").
 COLLATIONS = ("i;ascii-casemap", "i;ascii-numeric", "i;unicode-casemap")
@@ -147,6 +150,8 @@ DATATYPES: dict[str, "DataType"] = {}        # type name -> declaration
 SEEDS: dict[str, Callable] = {}              # seed name -> builder(core, source)
 FILE_SEED = "<file>"                         # the SEEDS key that loads a JSON seed file
 ACCOUNT_SETUP: list[Callable] = []           # fn(core, user): fills a new personal account
+DUE_WORK: list[Callable] = []                # fn(core): work whose time may have come
+                                             # (held sends): before each request, and timed
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -238,6 +243,13 @@ SET_ERRORS = {
     "blobNotFound": "RFC 8621 §4.6",
     "tooManyKeywords": "RFC 8621 §4.6",
     "tooManyMailboxes": "RFC 8621 §4.6",
+    "forbiddenFrom": "RFC 8621 §6.3, §7.5",
+    "invalidRecipients": "RFC 8621 §7.5",
+    "noRecipients": "RFC 8621 §7.5",
+    "tooManyRecipients": "RFC 8621 §7.5",
+    "forbiddenMailFrom": "RFC 8621 §7.5",
+    "forbiddenToSend": "RFC 8621 §7.5",
+    "cannotUnsend": "RFC 8621 §7.5",
 }
 
 HTTP_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -558,7 +570,7 @@ SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE user (
     name TEXT PRIMARY KEY, password TEXT NOT NULL, token TEXT UNIQUE,
-    email TEXT NOT NULL, account_id TEXT NOT NULL);
+    email TEXT NOT NULL, account_id TEXT NOT NULL, full_name TEXT NOT NULL DEFAULT '');
 CREATE TABLE account (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL,
     is_read_only INTEGER NOT NULL DEFAULT 0,
@@ -618,9 +630,24 @@ CREATE TABLE thread_key (
 CREATE INDEX thread_key_by_thread ON thread_key (account_id, thread_id);
 CREATE VIRTUAL TABLE email_text USING fts5(
     subject, sender, recipient, cc, bcc, body, tokenize = 'unicode61 remove_diacritics 2');
+""" + """
+CREATE TABLE outgoing (  -- the submission queue: what EmailSubmission hands the mail system
+    account_id TEXT NOT NULL, submission_id TEXT NOT NULL, blob_id TEXT NOT NULL,
+    message_id TEXT, mail_from TEXT NOT NULL, rcpt_to TEXT NOT NULL,  -- JSON [address]
+    send_at REAL NOT NULL, state TEXT NOT NULL,  -- 'pending', 'sent' or 'canceled'
+    PRIMARY KEY (account_id, submission_id)) WITHOUT ROWID;
+CREATE INDEX outgoing_due ON outgoing (state, send_at);
+CREATE INDEX outgoing_by_message_id ON outgoing (account_id, message_id);
+CREATE TABLE vacation_reply (  -- RFC 5230 §4.2: whom a vacation response already answered
+    account_id TEXT NOT NULL, sender TEXT NOT NULL, replied_at REAL NOT NULL,
+    PRIMARY KEY (account_id, sender)) WITHOUT ROWID;
 """
-SCHEMA_VERSION = 1
-MIGRATIONS: list[str] = []  # MIGRATIONS[n - 1] upgrades user_version n to n + 1
+SCHEMA_VERSION = 2
+MIGRATIONS: list[str] = [  # MIGRATIONS[n - 1] upgrades user_version n to n + 1
+    # 1 -> 2: sending, vacation replies, and the name an Identity starts with
+    SCHEMA[SCHEMA.index("CREATE TABLE outgoing"):]
+    + "ALTER TABLE user ADD COLUMN full_name TEXT NOT NULL DEFAULT '';",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -631,6 +658,7 @@ class User:
     token: str | None
     email: str
     account_id: str
+    full_name: str = ""  # the "From" name the user's first Identity gets
 
     @property
     def accountId(self) -> str:  # noqa: N802 - the wire name, for tests that think in JMAP
@@ -853,6 +881,7 @@ class Store:
         self._touched: dict[str, dict[str, int]] = {}
         self.on_commit: Callable[[dict], None] = lambda touched: None
         self.on_rollback: Callable[[], None] = lambda: None  # modseqs may be issued again
+        self._after_commit: list[Callable[[], None]] = []
         self._configure()
         self._migrate()
 
@@ -886,7 +915,7 @@ class Store:
                     self._depth -= 1
                 return
             self.db.execute("BEGIN IMMEDIATE")
-            self._depth, self._touched = 1, {}
+            self._depth, self._touched, self._after_commit = 1, {}, []
             try:
                 yield
             except BaseException:
@@ -897,14 +926,29 @@ class Store:
                 self.db.execute("COMMIT")
                 if self._touched:
                     self.on_commit(self._touched)
+                self._run_after_commit()
             finally:
                 self._depth = 0
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run action once the open transaction commits; never if it rolls back (so what
+        leaves the server, e.g. mail for the outbox, leaves only with what caused it)."""
+        self._after_commit.append(action)
+
+    def _run_after_commit(self) -> None:
+        actions, self._after_commit = self._after_commit, []
+        for action in actions:
+            try:
+                action()
+            except Exception:  # one failed hand-off must not lose the others
+                log.error("after-commit action failed:\n%s", traceback.format_exc())
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested unit inside the open transaction: rolled back alone if it fails."""
         with self.lock:
             touched = {k: dict(v) for k, v in self._touched.items()}
+            deferred = len(self._after_commit)
             self.db.execute("SAVEPOINT item")
             try:
                 yield
@@ -912,6 +956,7 @@ class Store:
                 self.db.execute("ROLLBACK TO item")
                 self.db.execute("RELEASE item")
                 self._touched = touched
+                del self._after_commit[deferred:]
                 self.on_rollback()
                 raise
             self.db.execute("RELEASE item")
@@ -938,24 +983,24 @@ class Store:
     def add_user(self, user: User, account_name: str) -> None:
         self.db.execute("INSERT INTO account (id, name, owner) VALUES (?, ?, ?)",
                         (user.account_id, account_name, user.name))
-        self.db.execute("INSERT INTO user (name, password, token, email, account_id) "
-                        "VALUES (?, ?, ?, ?, ?)", dataclasses.astuple(user))
+        self.db.execute("INSERT INTO user (name, password, token, email, account_id, full_name) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", dataclasses.astuple(user))
 
     def users(self) -> list[User]:
         with self.lock:  # never read inside another thread's open transaction
-            rows = self.db.execute("SELECT name, password, token, email, account_id FROM user "
+            rows = self.db.execute("SELECT name, password, token, email, account_id, full_name FROM user "
                                    "ORDER BY rowid").fetchall()
         return [User(*row) for row in rows]
 
     def user(self, name: str) -> User | None:
         with self.lock:
-            row = self.db.execute("SELECT name, password, token, email, account_id FROM user "
+            row = self.db.execute("SELECT name, password, token, email, account_id, full_name FROM user "
                                   "WHERE name = ?", (name,)).fetchone()
         return User(*row) if row else None
 
     def user_by_token(self, token: str) -> User | None:
         with self.lock:
-            row = self.db.execute("SELECT name, password, token, email, account_id FROM user "
+            row = self.db.execute("SELECT name, password, token, email, account_id, full_name FROM user "
                                   "WHERE token = ?", (token,)).fetchone()
         return User(*row) if row else None
 
@@ -1197,6 +1242,59 @@ class Store:
         self.db.execute("DELETE FROM blob_ref WHERE expires IS NOT NULL AND expires <= ?", (now,))
         self.db.execute("DELETE FROM blob WHERE id NOT IN (SELECT blob_id FROM blob_ref)")
 
+    # -- sending (RFC 8621 §7) and vacation replies (RFC 5230) --
+
+    def queue_outgoing(self, account_id: str, submission_id: str, blob_id: str,
+                       message_id: str | None, mail_from: str, rcpt_to: list[str],
+                       send_at: float) -> None:
+        self.db.execute(
+            "INSERT INTO outgoing (account_id, submission_id, blob_id, message_id, mail_from, "
+            "rcpt_to, send_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+            (account_id, submission_id, blob_id, message_id, mail_from, json.dumps(rcpt_to),
+             send_at))
+        self.add_blob_ref(account_id, blob_id, "outgoing:" + submission_id, "message/rfc822",
+                          None)
+
+    def outgoing(self, account_id: str, submission_id: str) -> dict | None:
+        row = self.db.execute("SELECT * FROM outgoing WHERE account_id = ? AND submission_id = ?",
+                              (account_id, submission_id)).fetchone()
+        return {**dict(row), "rcpt_to": json.loads(row["rcpt_to"])} if row else None
+
+    def due_outgoing(self, now: float) -> list[tuple[str, str]]:
+        """(account, submission) of each pending send whose time has come, oldest first."""
+        return [tuple(row) for row in self.db.execute(
+            "SELECT account_id, submission_id FROM outgoing WHERE state = 'pending' "
+            "AND send_at <= ? ORDER BY send_at", (now,))]
+
+    def next_send_at(self) -> float | None:
+        row = self.db.execute("SELECT min(send_at) FROM outgoing WHERE state = 'pending'").fetchone()
+        return row[0]
+
+    def finish_outgoing(self, account_id: str, submission_id: str, state: str) -> None:
+        """Sent or canceled: the queue lets go of the message (its blob may be purged)."""
+        self.db.execute("UPDATE outgoing SET state = ? WHERE account_id = ? AND submission_id = ?",
+                        (state, account_id, submission_id))
+        self.db.execute("DELETE FROM blob_ref WHERE account_id = ? AND holder = ?",
+                        (account_id, "outgoing:" + submission_id))
+
+    def outgoing_by_message_id(self, account_id: str, message_id: str) -> list[str]:
+        return [row[0] for row in self.db.execute(
+            "SELECT submission_id FROM outgoing WHERE account_id = ? AND message_id = ?",
+            (account_id, message_id))]
+
+    def vacation_replied_at(self, account_id: str, sender: str) -> float | None:
+        row = self.db.execute("SELECT replied_at FROM vacation_reply WHERE account_id = ? "
+                              "AND sender = ?", (account_id, sender)).fetchone()
+        return row[0] if row else None
+
+    def record_vacation_reply(self, account_id: str, sender: str, now: float) -> None:
+        self.db.execute("INSERT INTO vacation_reply (account_id, sender, replied_at) "
+                        "VALUES (?, ?, ?) ON CONFLICT (account_id, sender) DO UPDATE SET "
+                        "replied_at = excluded.replied_at", (account_id, sender, now))
+
+    def forget_vacation_replies(self, account_id: str) -> None:
+        self.db.execute("DELETE FROM vacation_reply WHERE account_id = ?", (account_id,))
+
 
 # =============================================================================
 # 5. Core: session and requests
@@ -1275,6 +1373,7 @@ class MethodCall:
         self.core, self.user, self.name = core, user, name
         self.using, self.created_ids = using, created_ids
         self.then: tuple[str, dict] | None = None  # an implicit follow-up call (§5.4)
+        self.implicit = False  # this call is such a follow-up
 
     @property
     def store(self) -> Store:
@@ -1399,6 +1498,8 @@ class JmapCore:
         for extra in datatypes:
             self.add_datatype(extra)
         self.feed = ChangeFeed()
+        self.outbox: list = []   # OutboxMessage: mail for recipients elsewhere (section 10)
+        self.relays: list[Callable] = []  # each is handed every outbox message (--relay)
         self._session_states: dict[tuple, str] = {}
         self.caches: dict[str, dict] = {}  # derived values keyed by what they derive from
         self.store = Store(db)
@@ -1488,6 +1589,10 @@ class JmapCore:
             self.store.purge_tombstones(now - TOMBSTONE_TTL_SECONDS)
             self.store.purge_blobs(now)
 
+    def run_due_work(self) -> None:
+        for work in DUE_WORK:
+            work(self)
+
     def _publish(self, touched: dict[str, dict[str, int]]) -> None:
         self.feed.publish({account: {type_: self.state_string(modseq)
                                      for type_, modseq in types.items()}
@@ -1496,7 +1601,7 @@ class JmapCore:
     # -- users and accounts --
 
     def add_user(self, name: str, password: str, token: str | None = None,
-                 email: str | None = None, *, setup: bool = True) -> User:
+                 email: str | None = None, *, full_name: str = "", setup: bool = True) -> User:
         """Create a login and the personal account it owns; with setup, the account
         gets what every new account has (the standard mailboxes, see ACCOUNT_SETUP)."""
         if not name or ":" in name or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
@@ -1507,7 +1612,7 @@ class JmapCore:
             account_id = account_id_for(name, lambda i: self.store.account(i) is not None)
             email = email or (name if "@" in name else f"{name}@example.com")
             user = User(name, password, token if token is not None else f"token-{name}",
-                        email, account_id)
+                        email, account_id, full_name)
             self.store.add_user(user, email)
             for fill_account in ACCOUNT_SETUP if setup else ():
                 fill_account(self, user)
@@ -1592,6 +1697,7 @@ class JmapCore:
         user = self.user(user)
         check_request(request, self.limits, self.capabilities)
         self.maintain()
+        self.run_due_work()
         if not self.request_slots.acquire(blocking=False):
             raise RequestError("limit", "too many concurrent requests", status=429,
                                limit="maxConcurrentRequests")
@@ -1612,19 +1718,22 @@ class JmapCore:
     def _invoke(self, user: User, using: set[str], name: str, arguments: dict, call_id: str,
                 responses: list, created_ids: dict) -> list:
         """One Invocation, plus any implicit follow-up call it asks for (§5.4)."""
-        outputs = []
+        outputs, implicit = [], False
         while True:
             call = MethodCall(self, user, name, using, created_ids)
+            call.implicit = implicit
             outputs.append([*self._run_method(call, arguments, responses + outputs), call_id])
             if call.then is None or outputs[-1][0] == "error":
                 return outputs
             name, arguments = call.then
+            implicit = True
 
     def _run_method(self, call: MethodCall, arguments: dict, responses: list) -> tuple:
         try:
             arguments = resolve_result_references(arguments, responses)
             spec = self.methods.get(call.name)
-            if spec is None or spec.capability not in call.using:
+            # an implicit call (§5.4, RFC 8621 §7.5) runs under its caller's capability
+            if spec is None or (spec.capability not in call.using and not call.implicit):
                 missing = f" (add {spec.capability} to 'using')" if spec else ""
                 raise MethodError("unknownMethod", f"unknown method {call.name!r}{missing}")
             with self.store.transaction():
@@ -1638,12 +1747,13 @@ class JmapCore:
 
     def call(self, user: "User | str", name: str, arguments: dict,
              using: Iterable[str] | None = None) -> dict:
-        """Run one method and return its response arguments; raise MethodError on error."""
+        """Run one method and return its response arguments; raise MethodError on error.
+        The server's own calls (seeds, delivery) take no request slot: a delivery made
+        inside a client's request must not be refused as one request too many."""
+        user = self.user(user)
         spec = self.methods.get(name)
-        using = list(using or {URN_CORE, spec.capability if spec else URN_CORE})
-        response = self.handle_request(user, {"using": using,
-                                              "methodCalls": [[name, arguments, "0"]]})
-        result_name, result, _ = response["methodResponses"][0]
+        using = set(using or {URN_CORE, spec.capability if spec else URN_CORE})
+        result_name, result, _ = self._invoke(user, using, name, arguments, "0", [], {})[0]
         if result_name == "error":
             error = dict(result)
             raise MethodError(error.pop("type"), error.pop("description", None), **error)
@@ -1799,9 +1909,17 @@ class DataType:
         """Keep a type's own tables in step: after a create (existing None), an
         update, or a destroy (record None)."""
 
+    def after_set(self, context: "SetContext", response: dict) -> None:
+        """After a whole /set: e.g. ask for an implicit follow-up call (context.call.then)."""
+
     def tombstone(self, record: dict) -> dict:
         """What a destroyed object's tombstone remembers (queryChanges may need it)."""
         return {}
+
+    def derive(self, context: SetContext, object_id: str, record: dict) -> dict:
+        """A checked create's record with the server-set properties it implies
+        (e.g. an EmailSubmission's threadId and envelope); raise SetError to refuse it."""
+        return record
 
     def validate(self, context: SetContext, object_id: str, record: dict,
                  existing: dict | None) -> None:
@@ -1972,11 +2090,13 @@ def standard_set(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     updated, not_updated = _run_each(context, updates, _update_one)
     order = datatype_.destroy_order(context, destroy)
     destroyed, not_destroyed = _run_each(context, ((i, None) for i in order), _destroy_one)
-    return {"accountId": account.id, "oldState": old_state,
-            "newState": type_state(call, account, datatype_),
-            "created": created or None, "updated": updated or None,
-            "destroyed": list(destroyed) or None, "notCreated": not_created or None,
-            "notUpdated": not_updated or None, "notDestroyed": not_destroyed or None}
+    response = {"accountId": account.id, "oldState": old_state,
+                "newState": type_state(call, account, datatype_),
+                "created": created or None, "updated": updated or None,
+                "destroyed": list(destroyed) or None, "notCreated": not_created or None,
+                "notUpdated": not_updated or None, "notDestroyed": not_destroyed or None}
+    datatype_.after_set(context, response)
+    return response
 
 
 def _check_set_size(call: MethodCall, count: int) -> None:
@@ -2032,6 +2152,7 @@ def _create_one(context: SetContext, creation_id: str, given: Any,
     if missing:
         raise SetError.invalid_properties(missing, f"missing required property {missing[0]!r}")
     object_id = context.call.core.new_id(datatype_.id_prefix)
+    record = datatype_.derive(context, object_id, record)
     datatype_.validate(context, object_id, record, None)
     context.store.insert_object(context.account.id, datatype_.name, object_id,
                                 datatype_.stored(record), context.now)
@@ -4390,6 +4511,393 @@ def remove_emails_from_mailbox(context: SetContext, mailbox_id: str) -> None:
 
 ON_MAILBOX_DESTROY.append(remove_emails_from_mailbox)
 
+# --- 9.5 Identity (RFC 8621 §6) -------------------------------------------------
+# The addresses an account may send from. Each account starts with one for its
+# owner's address (mayDelete false: it is the account's own, written at modseq 0 so
+# it moves no state); more may be created for that address or a sub-address of it
+# (local+detail@domain). Anything else is forbiddenFrom: jmapd is strict about who
+# may send as whom, as a production server is.
+
+URN_SUBMISSION = "urn:ietf:params:jmap:submission"  # RFC 8621 §1.3.2
+PRIMARY_IDENTITY_ID = "Iprimary"
+_DOT_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\U0010ffff-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\U0010ffff-]+)*"
+_QUOTED_LOCAL = r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]|\\[\x20-\x7e])*"'
+_DOMAIN = (r"(?:[A-Za-z0-9\x80-\U0010ffff](?:[A-Za-z0-9\x80-\U0010ffff-]*[A-Za-z0-9\x80-\U0010ffff])?"
+           r"(?:\.[A-Za-z0-9\x80-\U0010ffff](?:[A-Za-z0-9\x80-\U0010ffff-]*[A-Za-z0-9\x80-\U0010ffff])?)*"
+           r"|\[[\x21-\x5a\x5e-\x7e]+\])")
+# RFC 5321 §4.1.2 Mailbox (with RFC 6531's UTF-8): what a MAIL FROM / RCPT TO may name
+SMTP_MAILBOX = re.compile(f"(?:{_DOT_ATOM}|{_QUOTED_LOCAL})@{_DOMAIN}")
+
+
+def is_mailbox_address(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 254 and SMTP_MAILBOX.fullmatch(value) is not None
+
+
+def address_allowed(allowed: str, address: str) -> bool:
+    """Whether an Identity's email allows sending as address: the same address
+    (case-insensitive), or any address of the domain for "*@domain" (RFC 8621 §6)."""
+    local, _, domain = allowed.lower().rpartition("@")
+    their_local, _, their_domain = address.lower().rpartition("@")
+    return their_domain == domain and (local == "*" or their_local == local)
+
+
+def may_send_as(owner_email: str, address: str) -> bool:
+    """An account's owner may send as their address and its sub-addresses (RFC 5233)."""
+    local, _, domain = owner_email.lower().rpartition("@")
+    their_local, _, their_domain = address.lower().rpartition("@")
+    return their_domain == domain and their_local.split("+", 1)[0] == local
+
+
+def owner_of(call: MethodCall, account: Account) -> User:
+    return call.core.user(account.owner)
+
+
+@datatype
+class Identity(DataType):
+    """RFC 8621 §6: a From address with its name, Reply-To, Bcc and signatures."""
+
+    name = "Identity"
+    capability = URN_SUBMISSION
+    id_prefix = "I"
+    methods = ("get", "changes", "set")
+    properties = {
+        "id": Prop(Id, server_set=True, immutable=True),
+        "name": Prop(String, default=""),
+        "email": Prop(String, immutable=True),
+        "replyTo": Prop(AddressList, nullable=True, default=None),
+        "bcc": Prop(AddressList, nullable=True, default=None),
+        "textSignature": Prop(String, default=""),
+        "htmlSignature": Prop(String, default=""),
+        "mayDelete": Prop(Boolean, server_set=True, default=True),
+    }
+
+    def validate(self, context: SetContext, object_id: str, record: dict,
+                 existing: dict | None) -> None:
+        if existing is not None:
+            return
+        address = record["email"]
+        if not is_mailbox_address(address):
+            raise SetError.invalid_properties(["email"], f"email: {address!r} is not an address")
+        owner = owner_of(context.call, context.account)
+        if not may_send_as(owner.email, address):  # RFC 8621 §6.3
+            raise SetError("forbiddenFrom", f"{owner.name} may send as {owner.email} and its "
+                           f"sub-addresses ({owner.email.replace('@', '+any@')}), not {address}")
+
+    def before_destroy(self, context: SetContext, object_id: str, record: dict) -> None:
+        if not record.get("mayDelete", True):  # RFC 8621 §6: "forbidden"
+            raise SetError("forbidden", "this Identity is the account's own address "
+                           "(mayDelete is false)")
+
+
+def create_primary_identity(core: JmapCore, user: User) -> None:
+    """Every account starts with an Identity for its owner's address (RFC 8621 §6)."""
+    record = {**core.datatypes["Identity"].defaults, "name": user.full_name,
+              "email": user.email, "mayDelete": False}
+    core.store.insert_initial_object(user.account_id, "Identity", PRIMARY_IDENTITY_ID, record,
+                                     core.now())
+
+
+ACCOUNT_SETUP.append(create_primary_identity)
+
+# --- 9.6 EmailSubmission (RFC 8621 §7) ------------------------------------------
+# Creating one sends an Email. The message is checked against its Identity, its Bcc
+# removed (§7.5 MUST), and the result queued in the store's outgoing table with its
+# envelope, so destroying the Email or the submission later changes nothing (§7.5).
+# Section 10 delivers it: at once, or when a FUTURERELEASE hold (RFC 4865) ends;
+# until then the client may set undoStatus "canceled".
+
+Address = JmapType("Address", lambda v: isinstance(v, dict) and set(v) <= {"email", "parameters"}
+                   and isinstance(v.get("email"), str)
+                   and (v.get("parameters") is None or map_of(AnyJson).accepts(v["parameters"])
+                        and all(x is None or isinstance(x, str) for x in v["parameters"].values())))
+Envelope = record_of({"mailFrom": Address, "rcptTo": list_of(Address)})
+UNDO_STATUSES = ("pending", "final", "canceled")
+# SMTP extensions whose MAIL FROM parameters jmapd takes (RFC 8621 §1.3.2); none for RCPT TO
+MAIL_PARAMETERS = {"HOLDFOR": "FUTURERELEASE", "HOLDUNTIL": "FUTURERELEASE",  # RFC 4865
+                   "SIZE": "SIZE", "BODY": "8BITMIME", "SMTPUTF8": "SMTPUTF8"}  # 1870, 6152, 6531
+SEND_SUBMISSION: list[Callable] = []  # fn(core, accountId, submissionId): 10 delivers it
+
+
+def submission_extensions(core: JmapCore) -> dict[str, list[str]]:
+    """The EHLO keywords and arguments a client may use (RFC 8621 §1.3.2)."""
+    extensions = {"SIZE": [str(core.limits["maxSizeSubmission"])], "8BITMIME": [],
+                  "SMTPUTF8": []}
+    if core.limits["maxDelayedSend"]:
+        extensions["FUTURERELEASE"] = [str(core.limits["maxDelayedSend"])]
+    return extensions
+
+
+capability(URN_SUBMISSION, lambda core: {}, lambda core, account: {
+    "maxDelayedSend": core.limits["maxDelayedSend"],
+    "submissionExtensions": submission_extensions(core)})
+
+
+def _ids_in(path: str) -> Filter:
+    return Filter("sql", type=list_of(Id), build=lambda ids: (
+        f"{json_path_sql(path)} IN ({','.join('?' * len(ids))})" if ids else "0", list(ids)))
+
+
+def _send_at_compared(operator: str) -> Filter:
+    return Filter("sql", type=UTCDate, build=lambda value: (
+        f"jmap_utc_seconds({json_path_sql('sendAt')}) {operator} ?", [_utc_seconds(value)]))
+
+
+def header_fields_removed(raw: bytes, names: set[str]) -> bytes:
+    """The message without the named header fields (each with its folded lines)."""
+    kept, dropping, position = [], False, 0
+    while position < len(raw):
+        end = raw.find(b"\n", position)
+        end = len(raw) if end < 0 else end + 1
+        line = raw[position:end]
+        if line in (b"\r\n", b"\n"):  # the header section ends here
+            break
+        if line[:1] not in (b" ", b"\t"):
+            dropping = line.split(b":", 1)[0].strip().lower().decode("latin-1") in names
+        if not dropping:
+            kept.append(line)
+        position = end
+    return b"".join(kept) + raw[position:]
+
+
+def _nullable(type_: JmapType) -> JmapType:
+    return JmapType(type_.name + "|null", lambda v: v is None or type_.accepts(v))
+
+
+def sending_forbidden(core: JmapCore, user: User) -> str | None:
+    """Why the user may not send right now (forbiddenToSend), or None."""
+    return core.store.get_meta("sending-forbidden:" + user.name) or None
+
+
+def forbid_sending(core: JmapCore, user: "User | str", reason: str | None) -> None:
+    """Stop (reason given) or allow (None) a user's sending, as an administrator might."""
+    with core.store.transaction():
+        core.store.set_meta("sending-forbidden:" + core.user(user).name, reason or "")
+
+
+def check_sendable(headers: list[tuple[str, str]], identity_email: str) -> None:
+    """RFC 5322 §3.6 From/Sender rules (invalidEmail, listing every bad property),
+    then whether the Identity allows the From addresses (forbiddenFrom, §7.5)."""
+    fields = {name: [v for n, v in headers if n.lower() == name] for name in ("from", "sender")}
+    senders = [header_as_addresses(v) for v in fields["sender"]]
+    authors = header_as_addresses(fields["from"][-1]) if fields["from"] else []
+    problems = {}
+    if len(fields["from"]) != 1 or not authors or not all(is_mailbox_address(a["email"])
+                                                         for a in authors):
+        problems["from"] = "exactly one From field with valid addresses"
+    if len(senders) > 1 or (senders and len(senders[0]) != 1):
+        problems["sender"] = "at most one Sender field, of one address"
+    elif len(authors) > 1 and not senders:
+        problems["sender"] = "a Sender field, as the From field has several addresses"
+    if problems:
+        raise SetError("invalidEmail", "the Email needs " + "; ".join(problems.values()),
+                       properties=sorted(problems))
+    refused = [a["email"] for a in authors if not address_allowed(identity_email, a["email"])]
+    if refused:
+        raise SetError("forbiddenFrom", f"the Identity ({identity_email}) does not allow "
+                       f"sending as {refused[0]}")
+
+
+def derived_envelope(headers: list[tuple[str, str]], identity_email: str) -> dict:
+    """§7 "If the envelope property is null or omitted": Sender or From, and the
+    deduplicated To, Cc and Bcc addresses, no parameters."""
+    def addresses(name: str) -> list[str]:
+        return [a["email"] for raw in (v for n, v in headers if n.lower() == name)
+                for a in header_as_addresses(raw)]
+    author = (addresses("sender") or addresses("from"))[:1]
+    mail_from = author[0] if author and address_allowed(identity_email, author[0]) \
+        else identity_email
+    seen, recipients = set(), []
+    for address in addresses("to") + addresses("cc") + addresses("bcc"):
+        if address.lower() not in seen:
+            seen.add(address.lower())
+            recipients.append({"email": address, "parameters": None})
+    return {"mailFrom": {"email": mail_from, "parameters": None}, "rcptTo": recipients}
+
+
+def check_envelope(core: JmapCore, envelope: dict, identity_email: str, now: float) -> float:
+    """The §7.5 envelope errors; the time the message may leave (FUTURERELEASE)."""
+    mail_from = envelope["mailFrom"]["email"]
+    if mail_from and not (is_mailbox_address(mail_from)
+                          and address_allowed(identity_email, mail_from)):
+        raise SetError("forbiddenMailFrom", f"the Identity ({identity_email}) does not allow "
+                       f"the envelope sender {mail_from!r}")
+    send_at = _release_time(core, envelope["mailFrom"].get("parameters") or {}, now)
+    recipients = envelope["rcptTo"]
+    if not recipients:
+        raise SetError("noRecipients", "the envelope has no rcptTo address")
+    invalid = [a["email"] for a in recipients if not is_mailbox_address(a["email"])]
+    if invalid:
+        raise SetError("invalidRecipients", f"not an address: {invalid[0]!r}",
+                       invalidRecipients=invalid)
+    if any(a.get("parameters") for a in recipients):
+        raise SetError.invalid_properties(["envelope"], "envelope: jmapd supports no RCPT TO "
+                                          "parameters (see submissionExtensions)")
+    limit = core.limits["maxRecipients"]
+    if len(recipients) > limit:
+        raise SetError("tooManyRecipients", f"{len(recipients)} recipients; at most {limit}",
+                       maxRecipients=limit)
+    return send_at
+
+
+def _release_time(core: JmapCore, parameters: dict, now: float) -> float:
+    """Check MAIL FROM parameters against submissionExtensions; HOLDFOR or HOLDUNTIL
+    (RFC 4865 §3) put off the release, up to maxDelayedSend."""
+    given = {name.upper(): value for name, value in parameters.items()}
+    supported = submission_extensions(core)
+    unknown = [n for n in given if MAIL_PARAMETERS.get(n) not in supported]
+    problem = f"MAIL FROM parameter {unknown[0]} is not supported" if unknown else None
+    if given.get("BODY", "7BIT").upper() not in ("7BIT", "8BITMIME"):
+        problem = "BODY is 7BIT or 8BITMIME"
+    if "SMTPUTF8" in given and given["SMTPUTF8"] is not None:
+        problem = "SMTPUTF8 takes no value"
+    if not re.fullmatch(r"[0-9]{1,18}", given.get("SIZE", "0") or "x"):
+        problem = "SIZE is a number of octets"
+    hold, problem = _hold_seconds(given, now, problem)
+    if problem is None and hold > core.limits["maxDelayedSend"]:
+        problem = f"a hold of {hold:.0f} s is beyond maxDelayedSend"
+    if problem:
+        raise SetError.invalid_properties(["envelope"], "envelope: " + problem)
+    return now + max(hold, 0)
+
+
+def _hold_seconds(given: dict, now: float, problem: str | None) -> tuple[float, str | None]:
+    if "HOLDFOR" in given and "HOLDUNTIL" in given:
+        return 0, "HOLDFOR and HOLDUNTIL exclude each other (RFC 4865 §3)"
+    if "HOLDFOR" in given:
+        value = given["HOLDFOR"] or ""
+        return (int(value), problem) if re.fullmatch(r"[0-9]{1,9}", value) else \
+            (0, "HOLDFOR is a number of seconds")
+    if "HOLDUNTIL" in given:
+        value = given["HOLDUNTIL"] or ""
+        if not Date.accepts(value):
+            return 0, "HOLDUNTIL is an RFC 3339 date-time"
+        return _utc_seconds(value) - now, problem
+    return 0, problem
+
+
+@datatype
+class EmailSubmission(DataType):
+    """RFC 8621 §7: the sending of an Email, and what became of it."""
+
+    name = "EmailSubmission"
+    capability = URN_SUBMISSION
+    id_prefix = "S"
+    properties = {
+        "id": Prop(Id, server_set=True, immutable=True),
+        "identityId": Prop(Id, immutable=True, reference="Identity"),
+        "emailId": Prop(Id, immutable=True, reference="Email"),
+        "threadId": Prop(Id, server_set=True, immutable=True),
+        "envelope": Prop(Envelope, nullable=True, immutable=True, default=None),
+        "sendAt": Prop(UTCDate, server_set=True, immutable=True),
+        "undoStatus": Prop(one_of(*UNDO_STATUSES)),  # server-set on create (§7)
+        "deliveryStatus": Prop(AnyJson, nullable=True, server_set=True, default=None),
+        "dsnBlobIds": Prop(list_of(Id), server_set=True, default=()),
+        "mdnBlobIds": Prop(list_of(Id), server_set=True, default=()),
+    }
+    filters = {
+        "identityIds": _ids_in("identityId"), "emailIds": _ids_in("emailId"),
+        "threadIds": _ids_in("threadId"),
+        "undoStatus": Filter("equals", "undoStatus", one_of(*UNDO_STATUSES)),
+        "before": _send_at_compared("<"), "after": _send_at_compared(">="),
+    }
+    # §7.3 names the sort "sentAt" though the property is sendAt: both are accepted
+    sorts = {"emailId": Sort("emailId"), "threadId": Sort("threadId"),
+             "sentAt": Sort("sendAt"), "sendAt": Sort("sendAt")}
+    sql_functions = {"jmap_utc_seconds": lambda value: _utc_seconds(value) if value else None}
+    set_arguments = {
+        "onSuccessUpdateEmail": (_nullable(map_of(AnyJson, key=IdOrCreationRef)), None),
+        "onSuccessDestroyEmail": (_nullable(list_of(IdOrCreationRef)), None),
+    }
+
+    def before_create(self, context: SetContext, given: dict,
+                      base: dict | None) -> tuple[dict, dict | None]:
+        if "undoStatus" in given:
+            raise SetError.invalid_properties(["undoStatus"], "undoStatus is set by the "
+                                              "server on create (RFC 8621 §7)")
+        if given.get("envelope", MISSING) is None:  # §7: null means "derive it", shown back
+            given = {k: v for k, v in given.items() if k != "envelope"}
+        return given, {**(base or {}), "undoStatus": "final"}  # derive() decides
+
+    def derive(self, context: SetContext, object_id: str, record: dict) -> dict:
+        """Check the message and envelope (§7.5), then queue the message for sending."""
+        store, user = context.store, context.call.user
+        email = store.get_objects(context.account.id, "Email", [record["emailId"]])
+        email = email[record["emailId"]]
+        identity = store.get_objects(context.account.id, "Identity", [record["identityId"]])
+        identity = identity[record["identityId"]]
+        reason = sending_forbidden(context.call.core, user)
+        if reason is not None:
+            raise SetError("forbiddenToSend", reason)
+        raw = blob_content(store, email["blobId"]) or b""
+        limit = context.call.core.limits["maxSizeSubmission"]
+        if len(raw) > limit:
+            raise SetError("tooLarge", f"the message is {len(raw)} octets; at most {limit} "
+                           "may be sent", maxSize=limit)
+        headers, _ = split_header_block(raw, 0, len(raw))
+        check_sendable(headers, identity["email"])
+        envelope = record["envelope"] or derived_envelope(headers, identity["email"])
+        send_at = check_envelope(context.call.core, envelope, identity["email"], context.now)
+        recipients = list(dict.fromkeys(a["email"] for a in envelope["rcptTo"]))
+        message = header_fields_removed(raw, {"bcc"})  # §7.5: "MUST remove any Bcc"
+        message_ids = header_value(headers, "message-id", "asMessageIds", False) or [None]
+        context.queued = {**getattr(context, "queued", {}), object_id: (
+            store.put_blob(message), message_ids[0], envelope["mailFrom"]["email"], recipients,
+            send_at)}
+        status = {"smtpReply": "250 2.0.0 queued", "delivered": "queued", "displayed": "unknown"}
+        return {**record, "threadId": email["threadId"], "envelope": envelope,
+                "sendAt": format_utc(datetime.datetime.fromtimestamp(send_at,
+                                                                     datetime.timezone.utc)),
+                "undoStatus": "pending" if send_at > context.now else "final",
+                "deliveryStatus": {r: dict(status) for r in recipients},
+                "dsnBlobIds": [], "mdnBlobIds": []}
+
+    def validate(self, context: SetContext, object_id: str, record: dict,
+                 existing: dict | None) -> None:
+        if existing is None or record["undoStatus"] == existing["undoStatus"]:
+            return
+        if record["undoStatus"] != "canceled":  # §7: a client may only cancel
+            raise SetError.invalid_properties(["undoStatus"], "undoStatus may only be set "
+                                              "to \"canceled\"")
+        if existing["undoStatus"] != "pending":
+            raise SetError("cannotUnsend", f"the submission is {existing['undoStatus']}: "
+                           "its message has left and cannot be recalled")
+
+    def after_write(self, context: SetContext, object_id: str, record: dict | None,
+                    existing: dict | None) -> None:
+        context.succeeded = {**getattr(context, "succeeded", {}),
+                             object_id: (record or existing)["emailId"]}
+        account_id = context.account.id
+        if existing is None:
+            blob_id, message_id, mail_from, recipients, send_at = context.queued.pop(object_id)
+            context.store.queue_outgoing(account_id, object_id, blob_id, message_id, mail_from,
+                                         recipients, send_at)
+            if record["undoStatus"] == "final":
+                for send in SEND_SUBMISSION:
+                    send(context.call.core, account_id, object_id)
+        elif record and record["undoStatus"] == "canceled" != existing["undoStatus"]:
+            context.store.finish_outgoing(account_id, object_id, "canceled")
+
+    def created_view(self, call: MethodCall, account: Account, object_id: str, record: dict,
+                     given: dict) -> dict:
+        """What was stored once the send was tried (deliveryStatus may have moved)."""
+        stored = call.store.get_objects(account.id, self.name, [object_id])[object_id]
+        return super().created_view(call, account, object_id, stored, given)
+
+    def after_set(self, context: SetContext, response: dict) -> None:
+        """§7.5: one implicit Email/set for the submissions that succeeded."""
+        succeeded = getattr(context, "succeeded", {})
+        def email_of(reference: str) -> str | None:
+            return succeeded.get(context.call.resolve_creation_id(reference) or "")
+        updates = context.extra["onSuccessUpdateEmail"] or {}
+        update = {email_of(k): patch for k, patch in updates.items() if email_of(k)}
+        destroy = [email_of(k) for k in context.extra["onSuccessDestroyEmail"] or []
+                   if email_of(k)]
+        if update or destroy:
+            context.call.then = ("Email/set", {"accountId": context.account.id,
+                                               "update": update or None,
+                                               "destroy": list(dict.fromkeys(destroy)) or None})
+
+
 # --- 9.7 VacationResponse (RFC 8621 §8) ----------------------------------------
 # One object per account, id "singleton": it cannot be created or destroyed, and it
 # exists from the account's start (written at modseq 0, so it moves no state). The
@@ -4425,6 +4933,11 @@ class VacationResponse(DataType):
     def before_destroy(self, context: SetContext, object_id: str, record: dict) -> None:
         raise SetError("singleton", "the VacationResponse cannot be destroyed")
 
+    def after_write(self, context: SetContext, object_id: str, record: dict | None,
+                    existing: dict | None) -> None:
+        """New settings start a new period: every sender may be answered once again."""
+        context.store.forget_vacation_replies(context.account.id)
+
 
 def create_vacation_response(core: JmapCore, user: User) -> None:
     """Every account has its singleton, disabled (RFC 8621 §8)."""
@@ -4437,22 +4950,60 @@ ACCOUNT_SETUP.append(create_vacation_response)
 # =============================================================================
 # 10. Delivery
 # =============================================================================
-# RFC 8621 §7 (later) and RFC 5321 local delivery: the one path every arriving
-# message takes (the embedding API's deliver(), later EmailSubmission, SMTP and
-# Sieve): store the octets, then Email/import through the public core, so filing,
-# threading, counts and state changes are those of any import.
+# The one path every message takes. Arriving mail (the embedding API's deliver(),
+# EmailSubmission to a local user, a vacation reply, later SMTP and Sieve) is stored,
+# then imported through the public core into the Inbox, so filing, threading,
+# counts and state changes are those of any Email/import; then the recipient's
+# vacation response may answer (RFC 3834, RFC 5230), and a report (MDN or DSN)
+# about a message the recipient sent is filed with its EmailSubmission (RFC 8621 §7).
+# Mail for anyone else goes to the outbox, as data: `core.outbox`, and each of
+# `core.relays` (section 14's --relay) is handed it once the write commits.
+
+VACATION_PERIOD_SECONDS = 7 * 86400  # RFC 5230 §4.1: one reply per sender per 7 days
+# RFC 5230 §4.6: senders that are lists or robots, never answered
+ROBOT_SENDERS = re.compile(r"(?i)(owner-.*|.*-request|listserv|listproc|majordomo|"
+                           r"mailer-daemon|no-?reply)")
+DEFAULT_VACATION_TEXT = "I am away at the moment and will read your message when I return."
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A message sent to recipients outside this server: what --relay forwards."""
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    raw: bytes
+    sent_at: str                       # UTCDate
+    account_id: str | None = None      # the sender's account and EmailSubmission, if any
+    submission_id: str | None = None
+
+    @property
+    def message(self) -> email.message.EmailMessage:
+        """The message parsed by the standard library, for tests to read."""
+        return email.message_from_bytes(self.raw, policy=email.policy.default)
+
 
 def user_for_address(core: JmapCore, recipient: str) -> User | None:
-    """A login by name or by its address (case-insensitive)."""
+    """A login by name or by its address or sub-address (case-insensitive)."""
     found = core.store.user(recipient)
     if found:
         return found
-    return next((u for u in core.users() if u.email.lower() == recipient.lower()), None)
+    return next((u for u in core.users() if may_send_as(u.email, recipient)), None)
+
+
+def trace_fields(core: JmapCore, mail_from: str | None, via: str) -> bytes:
+    """The Received (and, for final delivery, Return-Path) fields an MTA adds (RFC 5321 §4.4)."""
+    stamp = email.utils.format_datetime(core.clock.now())
+    fields = f"Received: by jmapd ({via}); {stamp}\r\n"
+    if mail_from is not None:
+        fields = f"Return-Path: <{mail_from}>\r\n" + fields
+    return fields.encode()
 
 
 def deliver_message(core: JmapCore, raw: bytes, to: str | Iterable[str],
-                    keywords: Iterable[str] = (), received_at: str | None = None) -> dict:
-    """Deliver raw RFC 5322 octets to each local recipient's Inbox; {recipient: Email id}."""
+                    keywords: Iterable[str] = (), received_at: str | None = None,
+                    mail_from: str | None = None) -> dict:
+    """Deliver raw RFC 5322 octets to each local recipient's Inbox; {recipient: Email id}.
+    mail_from is the envelope sender, whom a vacation response answers."""
     recipients = [to] if isinstance(to, str) else list(to)
     delivered = {}
     for recipient in recipients:
@@ -4460,21 +5011,259 @@ def deliver_message(core: JmapCore, raw: bytes, to: str | Iterable[str],
         if user is None:
             raise ValueError(f"no local user {recipient!r}")
         with core.as_administrator(), core.store.transaction():
-            inbox = core.call(user, "Mailbox/query", {"accountId": user.account_id,
-                                                      "filter": {"role": "inbox"}})["ids"]
-            if not inbox:
-                raise ValueError(f"{user.name} has no Mailbox with the inbox role")
-            blob = upload_blob(core, user, user.account_id, raw, "message/rfc822")
-            email = {"blobId": blob["blobId"], "mailboxIds": {inbox[0]: True},
-                     "keywords": dict.fromkeys(keywords, True)}
-            if received_at:
-                email["receivedAt"] = received_at
-            result = core.call(user, "Email/import", {"accountId": user.account_id,
-                                                      "emails": {"m": email}})
-        if result["notCreated"]:
-            raise ValueError(f"not delivered to {recipient}: {result['notCreated']['m']}")
-        delivered[recipient] = result["created"]["m"]["id"]
+            email_id, blob_id = _import_into_inbox(core, user, raw, keywords, received_at)
+            file_report(core, user, raw, blob_id)
+            answer_with_vacation_response(core, user, raw, mail_from)
+        delivered[recipient] = email_id
     return delivered
+
+
+def _import_into_inbox(core: JmapCore, user: User, raw: bytes, keywords: Iterable[str],
+                       received_at: str | None) -> tuple[str, str]:
+    inbox = core.call(user, "Mailbox/query", {"accountId": user.account_id,
+                                              "filter": {"role": "inbox"}})["ids"]
+    if not inbox:
+        raise ValueError(f"{user.name} has no Mailbox with the inbox role")
+    blob = upload_blob(core, user, user.account_id, raw, "message/rfc822")
+    email_ = {"blobId": blob["blobId"], "mailboxIds": {inbox[0]: True},
+              "keywords": dict.fromkeys(keywords, True)}
+    if received_at:
+        email_["receivedAt"] = received_at
+    result = core.call(user, "Email/import", {"accountId": user.account_id,
+                                              "emails": {"m": email_}})
+    if result["notCreated"]:
+        raise ValueError(f"not delivered to {user.name}: {result['notCreated']['m']}")
+    return result["created"]["m"]["id"], blob["blobId"]
+
+
+def send_message(core: JmapCore, mail_from: str, recipients: Iterable[str], raw: bytes,
+                 origin: tuple[str, str] | None = None) -> dict[str, dict]:
+    """Send to each recipient: local users get it in their Inbox, others through the
+    outbox. The DeliveryStatus per recipient (RFC 8621 §7, a synthetic smtpReply)."""
+    statuses, elsewhere = {}, []
+    for recipient in recipients:
+        user = user_for_address(core, recipient)
+        if user is None:
+            elsewhere.append(recipient)
+            statuses[recipient] = _status("250 2.0.0 handed to the relay", "queued") \
+                if core.relays else _status("250 2.0.0 kept in jmapd's outbox", "unknown")
+            continue
+        try:
+            deliver_message(core, trace_fields(core, mail_from, "local delivery") + raw,
+                            recipient, mail_from=mail_from)
+            statuses[recipient] = _status(f"250 2.1.5 delivered to {user.name}'s Inbox", "yes")
+        except ValueError as error:
+            statuses[recipient] = _status(f"550 5.2.0 {error}", "no")
+    if elsewhere:
+        sent = OutboxMessage(mail_from, tuple(elsewhere), trace_fields(core, None, "outbox")
+                             + raw, format_utc(core.clock.now()), *(origin or (None, None)))
+        core.store.after_commit(functools.partial(post_to_outbox, core, sent))
+    return statuses
+
+
+def _status(smtp_reply: str, delivered: str) -> dict:
+    return {"smtpReply": smtp_reply, "delivered": delivered, "displayed": "unknown"}
+
+
+def post_to_outbox(core: JmapCore, message: OutboxMessage) -> None:
+    core.outbox.append(message)
+    for relay in core.relays:
+        relay(message)
+
+
+# --- 10.1 EmailSubmission's sending (RFC 8621 §7.5) ----------------------------
+
+def send_submission(core: JmapCore, account_id: str, submission_id: str) -> None:
+    """Send a queued submission now: deliver, then record each recipient's status."""
+    queued = core.store.outgoing(account_id, submission_id)
+    if queued is None or queued["state"] != "pending":
+        return
+    raw = core.store.blob_data(queued["blob_id"]) or b""
+    statuses = send_message(core, queued["mail_from"], queued["rcpt_to"], raw,
+                            (account_id, submission_id))
+    core.store.finish_outgoing(account_id, submission_id, "sent")
+    update_submission(core, account_id, submission_id, lambda s: {
+        **s, "undoStatus": "final", "deliveryStatus": {**(s["deliveryStatus"] or {}),
+                                                       **statuses}})
+
+
+SEND_SUBMISSION.append(send_submission)
+
+
+def update_submission(core: JmapCore, account_id: str, submission_id: str,
+                      change: Callable[[dict], dict]) -> None:
+    """Rewrite a live EmailSubmission (a destroyed one keeps no status: §7.5)."""
+    found = core.store.get_objects(account_id, "EmailSubmission", [submission_id])
+    if submission_id in found:
+        core.store.update_object(account_id, "EmailSubmission", submission_id,
+                                 change(found[submission_id]), core.now())
+
+
+def release_held_submissions(core: JmapCore) -> None:
+    """Send every held submission whose sendAt has come (FUTURERELEASE, RFC 4865)."""
+    now = core.now()
+    next_at = core.store.next_send_at()
+    if next_at is None or next_at > now:
+        return
+    with core.store.transaction():
+        for account_id, submission_id in core.store.due_outgoing(now):
+            send_submission(core, account_id, submission_id)
+
+
+DUE_WORK.append(release_held_submissions)
+
+
+def record_relay_result(core: JmapCore, message: OutboxMessage,
+                        replies: dict[str, tuple[str, str]]) -> None:
+    """What the relay answered per recipient: {address: (delivered, smtpReply)}."""
+    if message.submission_id is None:
+        return
+    with core.store.transaction():
+        update_submission(core, message.account_id, message.submission_id, lambda s: {
+            **s, "deliveryStatus": {**(s["deliveryStatus"] or {}), **{
+                rcpt: _status(reply, delivered) for rcpt, (delivered, reply) in replies.items()}}})
+
+
+# --- 10.2 Vacation responses (RFC 8621 §8, RFC 3834, RFC 5230) -----------------
+
+def answer_with_vacation_response(core: JmapCore, user: User, raw: bytes,
+                                  mail_from: str | None) -> None:
+    """Send the user's vacation response to the sender of a delivered message, if it is
+    on, the message is personal and not automatic, and this sender had none this period."""
+    settings = core.store.get_objects(user.account_id, "VacationResponse", [VACATION_ID])
+    settings = settings.get(VACATION_ID)
+    if not settings or not vacation_is_active(settings, core.now()):
+        return
+    headers, _ = split_header_block(raw, 0, len(raw))
+    sender = reply_address(headers, mail_from)
+    if sender is None or not deserves_auto_reply(headers, sender, user):
+        return
+    last = core.store.vacation_replied_at(user.account_id, sender.lower())
+    if last is not None and core.now() - last < VACATION_PERIOD_SECONDS:
+        return
+    core.store.record_vacation_reply(user.account_id, sender.lower(), core.now())
+    reply = vacation_reply(core, user, settings, headers, sender)
+    send_message(core, "", [sender], reply)  # RFC 3834 §3.3: a null return path
+
+
+def vacation_is_active(settings: dict, now: float) -> bool:
+    """§8: enabled, on or after fromDate and before toDate (either may be null)."""
+    starts, ends = settings.get("fromDate"), settings.get("toDate")
+    return bool(settings.get("isEnabled")) and (starts is None or _utc_seconds(starts) <= now) \
+        and (ends is None or now < _utc_seconds(ends))
+
+
+def reply_address(headers: list[tuple[str, str]], mail_from: str | None) -> str | None:
+    """Whom to answer: the envelope sender (RFC 3834 §4), else Return-Path, else From;
+    none for a null return path (bounces and other automatic mail)."""
+    if mail_from is not None:
+        return mail_from or None
+    for name in ("return-path", "sender", "from"):
+        raws = [v for n, v in headers if n.lower() == name]
+        if raws:
+            found = header_as_addresses(raws[0]) if name != "return-path" else [
+                {"email": raws[0].strip().strip("<>").strip()}]
+            address = found[0]["email"] if found else ""
+            return address if is_mailbox_address(address) else None
+    return None
+
+
+def deserves_auto_reply(headers: list[tuple[str, str]], sender: str, user: User) -> bool:
+    """RFC 3834 §2 and RFC 5230 §4.5-4.6: never to automatic mail, lists, robots or
+    oneself, and only to mail that names the user as a recipient."""
+    fields = {n.lower(): v.strip().lower() for n, v in headers}
+    if fields.get("auto-submitted", "no").split(";")[0].strip() != "no":
+        return False
+    if fields.get("precedence") in ("bulk", "list", "junk") or any(
+            name.startswith("list-") for name in fields):
+        return False
+    if ROBOT_SENDERS.fullmatch(sender.rpartition("@")[0]) or may_send_as(user.email, sender):
+        return False
+    named = [a["email"] for n, v in headers if n.lower() in (
+        "to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc")
+        for a in header_as_addresses(v)]
+    return any(may_send_as(user.email, address) for address in named)
+
+
+def vacation_reply(core: JmapCore, user: User, settings: dict,
+                   headers: list[tuple[str, str]], sender: str) -> bytes:
+    """The auto-reply (RFC 3834 §3): Auto-Submitted, In-Reply-To and References set."""
+    def last(name: str) -> str | None:
+        values = [v for n, v in headers if n.lower() == name]
+        return values[-1] if values else None
+    identity = core.store.get_objects(user.account_id, "Identity", [PRIMARY_IDENTITY_ID])
+    name = identity.get(PRIMARY_IDENTITY_ID, {}).get("name") or user.full_name
+    subject = header_as_text(last("subject") or "")
+    reply = email.message.EmailMessage(policy=COMPOSE_POLICY)
+    reply["From"] = format_addresses([{"name": name, "email": user.email}])
+    reply["To"] = format_addresses([{"name": None, "email": sender}])
+    reply["Subject"] = settings.get("subject") or f"Auto: {subject or 'away'}"  # §3.1.5
+    reply["Date"] = email.utils.format_datetime(core.clock.now())
+    reply["Message-ID"] = f"<{core.new_id('v')}.{int(core.now())}@jmapd.local>"
+    original = header_as_message_ids(last("message-id") or "") or []
+    if original:
+        earlier = header_as_message_ids(last("references") or "") or []
+        reply["In-Reply-To"] = f"<{original[0]}>"
+        reply["References"] = " ".join(f"<{m}>" for m in earlier + original[:1])
+    reply["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
+    text, html_body = settings.get("textBody"), settings.get("htmlBody")
+    reply.set_content(text if text is not None else html_to_text(html_body) if html_body
+                      else DEFAULT_VACATION_TEXT)
+    if html_body:
+        reply.add_alternative(html_body, subtype="html")
+    return reply.as_bytes(policy=COMPOSE_POLICY)
+
+
+# --- 10.3 Reports about sent mail (RFC 8621 §7: dsnBlobIds, mdnBlobIds) ----------
+
+REPORT_KINDS = {"message/disposition-notification": "mdnBlobIds",  # RFC 8098
+                "message/delivery-status": "dsnBlobIds"}           # RFC 3464
+
+
+def file_report(core: JmapCore, user: User, raw: bytes, blob_id: str) -> None:
+    """A delivered MDN or DSN about a message this user sent: keep its blob with the
+    EmailSubmission and update that recipient's deliveryStatus."""
+    root = parse_mime(raw)
+    if root.type != "multipart/report" or len(root.sub_parts) < 2:
+        return
+    report = root.sub_parts[1]
+    key = REPORT_KINDS.get(report.type)
+    if key is None:
+        return
+    blocks = [split_header_block(block, 0, len(block))[0] for block in
+              re.split(rb"\r?\n\r?\n", raw[report.start:report.end]) if block.strip()]
+    fields = [{n.lower(): v.strip() for n, v in block} for block in blocks]
+    original = next((f["original-message-id"] for f in fields if "original-message-id" in f),
+                    None)
+    if original is None and len(root.sub_parts) > 2:
+        returned = root.sub_parts[2]
+        original = dict((n.lower(), v) for n, v in split_header_block(
+            raw, returned.start, returned.end)[0]).get("message-id")
+    for message_id in header_as_message_ids(original or "") or []:
+        for submission_id in core.store.outgoing_by_message_id(user.account_id, message_id):
+            core.store.add_blob_ref(user.account_id, blob_id, "submission:" + submission_id,
+                                    "message/rfc822", None)
+            update_submission(core, user.account_id, submission_id,
+                              lambda s: _with_report(s, key, blob_id, fields))
+
+
+def _with_report(submission: dict, key: str, blob_id: str, fields: list[dict]) -> dict:
+    """RFC 8621 §7: "displayed" from an MDN, "yes"/"no" from a DSN's Action."""
+    statuses = {k: dict(v) for k, v in (submission.get("deliveryStatus") or {}).items()}
+    for block in fields:
+        recipient = block.get("final-recipient", "").partition(";")[2].strip()
+        if recipient not in statuses:
+            continue
+        if key == "mdnBlobIds" and block.get("disposition", "").rpartition(";")[2].strip(
+                ).lower().startswith("displayed"):
+            statuses[recipient]["displayed"] = "yes"
+        action = block.get("action", "").lower()
+        if key == "dsnBlobIds" and action in ("delivered", "failed"):
+            statuses[recipient]["delivered"] = "yes" if action == "delivered" else "no"
+            code = block.get("diagnostic-code", "").partition(";")[2].strip()
+            statuses[recipient]["smtpReply"] = code or statuses[recipient]["smtpReply"]
+    return {**submission, key: [*submission.get(key, []), blob_id],
+            "deliveryStatus": statuses or submission.get("deliveryStatus")}
 
 # =============================================================================
 # 11. Push (logic)
@@ -5106,8 +5895,10 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
 # to a JSON file: users and mailbox trees of your own (see fixtures/seeds/).
 
 DEMO_USERS = (  # fixed: every doc and tool relies on them
-    {"name": "alice", "password": "alice", "token": "token-alice", "email": "alice@example.com"},
-    {"name": "bob", "password": "bob", "token": "token-bob", "email": "bob@example.com"},
+    {"name": "alice", "password": "alice", "token": "token-alice", "email": "alice@example.com",
+     "full_name": "Alice Archer"},
+    {"name": "bob", "password": "bob", "token": "token-bob", "email": "bob@example.com",
+     "full_name": "Bob Baker"},
 )
 STANDARD_MAILBOXES = (  # (name, role), created in every new personal account
     ("Inbox", "inbox"), ("Drafts", "drafts"), ("Sent", "sent"), ("Archive", "archive"),
