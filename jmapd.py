@@ -71,10 +71,12 @@ import json
 import logging
 import os
 import quopri
+import queue
 import random
 import re
 import secrets
 import signal
+import smtplib
 import socket
 import sqlite3
 import sys
@@ -1499,7 +1501,8 @@ class JmapCore:
             self.add_datatype(extra)
         self.feed = ChangeFeed()
         self.outbox: list = []   # OutboxMessage: mail for recipients elsewhere (section 10)
-        self.relays: list[Callable] = []  # each is handed every outbox message (--relay)
+        self.relay: Callable | None = None          # forwards each outbox message (--relay)
+        self.outbox_listeners: list[Callable] = []  # told of each one too (--trace)
         self._session_states: dict[tuple, str] = {}
         self.caches: dict[str, dict] = {}  # derived values keyed by what they derive from
         self.store = Store(db)
@@ -4956,8 +4959,8 @@ ACCOUNT_SETUP.append(create_vacation_response)
 # counts and state changes are those of any Email/import; then the recipient's
 # vacation response may answer (RFC 3834, RFC 5230), and a report (MDN or DSN)
 # about a message the recipient sent is filed with its EmailSubmission (RFC 8621 §7).
-# Mail for anyone else goes to the outbox, as data: `core.outbox`, and each of
-# `core.relays` (section 14's --relay) is handed it once the write commits.
+# Mail for anyone else goes to the outbox, as data: `core.outbox`; once the write
+# commits, `core.relay` (section 14's --relay) and `core.outbox_listeners` get it.
 
 VACATION_PERIOD_SECONDS = 7 * 86400  # RFC 5230 §4.1: one reply per sender per 7 days
 # RFC 5230 §4.6: senders that are lists or robots, never answered
@@ -5046,7 +5049,7 @@ def send_message(core: JmapCore, mail_from: str, recipients: Iterable[str], raw:
         if user is None:
             elsewhere.append(recipient)
             statuses[recipient] = _status("250 2.0.0 handed to the relay", "queued") \
-                if core.relays else _status("250 2.0.0 kept in jmapd's outbox", "unknown")
+                if core.relay else _status("250 2.0.0 kept in jmapd's outbox", "unknown")
             continue
         try:
             deliver_message(core, trace_fields(core, mail_from, "local delivery") + raw,
@@ -5067,8 +5070,8 @@ def _status(smtp_reply: str, delivered: str) -> dict:
 
 def post_to_outbox(core: JmapCore, message: OutboxMessage) -> None:
     core.outbox.append(message)
-    for relay in core.relays:
-        relay(message)
+    for listener in ([core.relay] if core.relay else []) + core.outbox_listeners:
+        listener(message)
 
 
 # --- 10.1 EmailSubmission's sending (RFC 8621 §7.5) ----------------------------
@@ -5427,6 +5430,13 @@ class JmapHTTPServer(http.server.ThreadingHTTPServer):
         else:
             log.error("connection from %s failed:\n%s", client_address, traceback.format_exc())
 
+    def trace_outbox(self, message: OutboxMessage) -> None:
+        """--trace: what left for the outbox (or the relay), headers only."""
+        head = message.raw.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+        with self.trace_lock:
+            print(f"--- outbox: MAIL FROM:<{message.mail_from}> RCPT TO:"
+                  + ",".join(f"<{r}>" for r in message.rcpt_to) + f"\n{head}", file=sys.stderr)
+
     def close_connections(self) -> None:
         with self.connections_lock:
             for connection in list(self.connections):
@@ -5774,6 +5784,64 @@ def _stream_events(handler: JmapHTTPHandler, core: JmapCore, user: User,
         handler.wfile.flush()
 
 
+class SmtpRelay:
+    """--relay HOST:PORT: forwards outbox messages over SMTP (e.g. to a capture server)
+    on its own thread, so a slow relay never holds up a request, and records each
+    recipient's reply on the EmailSubmission (RFC 8621 §7 deliveryStatus)."""
+
+    ATTEMPTS, BACKOFF_SECONDS = 3, (1, 5)
+
+    def __init__(self, core: JmapCore, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"--relay {address!r}: HOST:PORT")
+        self.core, self.host, self.port = core, host.strip("[]"), int(port)
+        self.pending: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="jmapd-relay", daemon=True)
+        self.thread.start()
+
+    def __call__(self, message: OutboxMessage) -> None:
+        self.pending.put(message)
+
+    def stop(self) -> None:
+        self.pending.put(None)
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        while (message := self.pending.get()) is not None:
+            replies = self._send(message)
+            with contextlib.suppress(sqlite3.ProgrammingError):  # the store closed meanwhile
+                record_relay_result(self.core, message, replies)
+
+    def _send(self, message: OutboxMessage) -> dict[str, tuple[str, str]]:
+        """{recipient: (delivered, smtpReply)} after up to ATTEMPTS tries."""
+        error: Exception | None = None
+        for attempt in range(self.ATTEMPTS):
+            try:
+                with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
+                    refused = smtp.sendmail(message.mail_from, list(message.rcpt_to), message.raw)
+                return {rcpt: ("no", f"{code} {text.decode(errors='replace')}")
+                        if rcpt in refused else ("unknown", f"250 2.0.0 relayed to "
+                                                 f"{self.host}:{self.port}")
+                        for rcpt in message.rcpt_to
+                        for code, text in [refused.get(rcpt, (250, b""))]}
+            except smtplib.SMTPRecipientsRefused as refusal:
+                return {rcpt: ("no", f"{code} {text.decode(errors='replace')}")
+                        for rcpt, (code, text) in refusal.recipients.items()}
+            except smtplib.SMTPResponseException as refusal:
+                if refusal.smtp_code >= 500:
+                    reply = f"{refusal.smtp_code} {refusal.smtp_error.decode(errors='replace')}"
+                    return dict.fromkeys(message.rcpt_to, ("no", reply))
+                error = refusal
+            except (OSError, smtplib.SMTPException) as failure:
+                error = failure
+            if attempt + 1 < self.ATTEMPTS:
+                time.sleep(self.BACKOFF_SECONDS[min(attempt, len(self.BACKOFF_SECONDS) - 1)])
+        log.warning("relay %s:%s failed: %s", self.host, self.port, error)
+        return dict.fromkeys(message.rcpt_to, ("no", f"554 5.4.4 relay {self.host}:{self.port} "
+                                               f"failed after {self.ATTEMPTS} attempts: {error}"))
+
+
 class JmapServer:
     """A running HTTP server around a JmapCore; what serve() returns.
 
@@ -5782,9 +5850,15 @@ class JmapServer:
     """
 
     def __init__(self, core: JmapCore, host: str = "127.0.0.1", port: int = 0,
-                 cors_origin: str = "*", trace: bool = False) -> None:
+                 cors_origin: str = "*", trace: bool = False, relay: str | None = None) -> None:
         self.core = core
         self.httpd = JmapHTTPServer((host, port), core, cors_origin, trace)
+        self.relay = core.relay = SmtpRelay(core, relay) if relay else None
+        if trace:
+            core.outbox_listeners.append(self.httpd.trace_outbox)
+        self._stopping = threading.Event()
+        self.timer = threading.Thread(target=self._run_due_work, name="jmapd-timer", daemon=True)
+        self.timer.start()
         bound_host, bound_port = self.httpd.server_address[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"http://{shown}:{bound_port}"
@@ -5799,9 +5873,24 @@ class JmapServer:
         with contextlib.suppress(OSError):
             socket.create_connection((host, port), timeout=0.2).close()
 
+    def _run_due_work(self) -> None:
+        """Held submissions leave on time even when no request comes (section 10)."""
+        while not self._stopping.wait(0.5):
+            try:
+                self.core.run_due_work()
+            except sqlite3.ProgrammingError:
+                return  # the store closed: the server is stopping
+            except Exception:
+                log.error("due work failed:\n%s", traceback.format_exc())
+
     @property
     def users(self) -> list[User]:
         return self.core.users()
+
+    @property
+    def outbox(self) -> list[OutboxMessage]:
+        """What was sent to recipients outside this server, oldest first."""
+        return list(self.core.outbox)
 
     def user(self, name: str) -> User:
         return self.core.user(name)
@@ -5814,6 +5903,10 @@ class JmapServer:
     def stop(self) -> None:
         """Stop serving, close every connection, and close the store."""
         self.core.feed.close()  # event streams end
+        self._stopping.set()
+        self.timer.join()
+        if self.relay:
+            self.relay.stop()
         if self.thread.is_alive():
             stopper = threading.Thread(target=self.httpd.shutdown)
             stopper.start()
@@ -5868,11 +5961,12 @@ def _seeded_core(seed: str | None, db: str, clock: Any, ids: Any,
 def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
           db: str = ":memory:", users: Iterable[str] = (), limits: dict | None = None,
           clock: Any = None, ids: Any = None, cors_origin: str = "*",
-          trace: bool = False) -> JmapServer:
+          trace: bool = False, relay: str | None = None) -> JmapServer:
     """Start jmapd in a background thread: `with serve(seed="demo") as server: ...`.
 
     seed: a registered seed name ("demo", "empty") or a JSON seed file, or None.
-    users: extra "NAME:PASSWORD" logins. Other arguments as for JmapCore and the CLI.
+    users: extra "NAME:PASSWORD" logins. relay: "HOST:PORT" of an SMTP server that
+    mail for outside recipients is forwarded to. Others as for JmapCore and the CLI.
     """
     core = _seeded_core(seed, db, clock, ids, limits)
     try:
@@ -5880,7 +5974,7 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
             name, _, password = spec.partition(":")
             if not core.store.user(name):
                 core.add_user(name, password)
-        return JmapServer(core, host, port, cors_origin, trace)
+        return JmapServer(core, host, port, cors_origin, trace, relay)
     except BaseException:
         core.close()
         raise
@@ -6311,7 +6405,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--deterministic", action="store_true",
                         help="fixed clock (2026-01-01T09:00:00Z) and sequential ids")
     parser.add_argument("--trace", action="store_true",
-                        help="pretty-print every request and response to stderr")
+                        help="pretty-print every request and response (and outbox mail) to stderr")
+    parser.add_argument("--relay", metavar="HOST:PORT",
+                        help="forward mail for recipients outside this server over SMTP "
+                        "(default: keep it in the outbox)")
     parser.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error"])
     parser.add_argument("--version", action="version", version=f"jmapd {__version__}")
@@ -6360,7 +6457,8 @@ def main(argv: list[str] | None = None) -> int:
         clock, ids = (FixedClock(), SequentialIds()) if options.deterministic else (None, None)
         server = serve(options.seed, host=options.host, port=options.port, db=options.db,
                        users=options.user, limits=limits, clock=clock, ids=ids,
-                       cors_origin=options.cors_origin, trace=options.trace)
+                       cors_origin=options.cors_origin, trace=options.trace,
+                       relay=options.relay)
     except (ValueError, OSError, sqlite3.Error) as error:
         print(f"jmapd: {error}", file=sys.stderr)
         return 1
