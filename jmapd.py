@@ -965,6 +965,11 @@ class Store:
                                   "WHERE id = ?", (account_id,)).fetchone()
         return Account(row[0], row[1], row[2], bool(row[3])) if row else None
 
+    def add_hidden_account(self, account_id: str, name: str) -> None:
+        """An account listed for no user (owner ''): where a per-user type's objects live."""
+        self.db.execute("INSERT OR IGNORE INTO account (id, name, owner) VALUES (?, ?, '')",
+                        (account_id, name))
+
     def set_read_only(self, account_id: str, read_only: bool) -> None:
         self.db.execute("UPDATE account SET is_read_only = ? WHERE id = ?",
                         (int(read_only), account_id))
@@ -1737,6 +1742,9 @@ class DataType:
     set_arguments: dict[str, tuple[JmapType, Any]] = {}
     query_arguments: dict[str, tuple[JmapType, Any]] = {}
     default_properties: tuple[str, ...] | None = None  # /get without properties; None: all
+    # RFC 8620 §7.2.1-2: a type whose objects belong to the user, not to an account
+    # (PushSubscription): its /get and /set take and return no accountId and no state.
+    per_user = False
     immutable_query_properties: frozenset[str] = frozenset()  # /queryChanges upToId
 
     def method_specs(self) -> dict[str, MethodSpec]:
@@ -1764,6 +1772,10 @@ class DataType:
 
     # -- hooks, each a no-op until a data type's RFC needs it --
 
+    def user_account(self, call: MethodCall) -> Account:
+        """A per_user type's storage: the user's own account that no session lists."""
+        raise NotImplementedError(f"{self.name} is not per_user")
+
     def accepts_property(self, name: str) -> bool:
         """Whether /get may ask for this property (Email adds header:* forms)."""
         return name in self.properties
@@ -1788,11 +1800,12 @@ class DataType:
 
     def created_view(self, call: MethodCall, account: Account, object_id: str, record: dict,
                      given: dict) -> dict:
-        """What /set's created answers: every property the client did not send (§5.3)."""
+        """What /set's created answers: every property the client did not send, or
+        that the server stored otherwise than sent, e.g. narrowed to a limit (§5.3)."""
         shown = {object_id: dict(record)}
         self.compute(call, account, shown)
         full = present(self, object_id, shown[object_id], self.properties)
-        return {k: v for k, v in full.items() if k not in given}
+        return {k: v for k, v in full.items() if given.get(k, MISSING) != v}
 
     def after_write(self, context: "SetContext", object_id: str, record: dict | None,
                     existing: dict | None) -> None:
@@ -1805,7 +1818,8 @@ class DataType:
 
     def validate(self, context: SetContext, object_id: str, record: dict,
                  existing: dict | None) -> None:
-        """Raise SetError if record may not be stored (existing is None on create)."""
+        """Raise SetError if record may not be stored (existing is None on create). It
+        may narrow a value to a server limit in place; /set reports that back (§5.3)."""
 
     def before_destroy(self, context: SetContext, object_id: str, record: dict) -> None:
         """Raise SetError to refuse a destroy, or clean up what depends on the object."""
@@ -1867,10 +1881,26 @@ def read_extra(args: Args, declared: dict[str, tuple[JmapType, Any]]) -> dict:
     return {name: args.get(name, type_, default) for name, (type_, default) in declared.items()}
 
 
+def method_account(datatype_: DataType, call: MethodCall, args: Args, *,
+                   writable: bool = False) -> Account:
+    """The accountId argument's account; a per_user type takes none (RFC 8620 §7.2.1)."""
+    if datatype_.per_user:
+        return datatype_.user_account(call)
+    return call.account(args, writable=writable)
+
+
+def scoped_response(datatype_: DataType, response: dict) -> dict:
+    """A per_user type returns no accountId and no state arguments (RFC 8620 §7.2.1-2)."""
+    if not datatype_.per_user:
+        return response
+    return {k: v for k, v in response.items()
+            if k not in ("accountId", "state", "oldState", "newState")}
+
+
 # --- 6.1 /get (RFC 8620 §5.1) --------------------------------------------------
 
 def standard_get(datatype_: DataType, call: MethodCall, args: Args) -> dict:
-    account = call.account(args)
+    account = method_account(datatype_, call, args)
     ids = args.get("ids", list_of(IdOrCreationRef), nullable=True)
     wanted = args.get("properties", list_of(String), nullable=True)
     extra = read_extra(args, datatype_.get_arguments)
@@ -1894,8 +1924,9 @@ def standard_get(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     found = [shown[object_id] for object_id in (call.resolve_creation_id(i) for i in ids)
              if object_id in records]
     not_found = [i for i in ids if call.resolve_creation_id(i) not in records]
-    return {"accountId": account.id, "state": type_state(call, account, datatype_),
-            "list": found, "notFound": not_found}
+    return scoped_response(datatype_, {"accountId": account.id,
+                                       "state": type_state(call, account, datatype_),
+                                       "list": found, "notFound": not_found})
 
 
 def _wanted_properties(datatype_: DataType, wanted: list[str] | None) -> list[str]:
@@ -1952,8 +1983,9 @@ def standard_changes(datatype_: DataType, call: MethodCall, args: Args) -> dict:
 # --- 6.3 /set (RFC 8620 §5.3) --------------------------------------------------
 
 def standard_set(datatype_: DataType, call: MethodCall, args: Args) -> dict:
-    account = call.account(args, writable=True)
-    if_in_state = args.get("ifInState", String, nullable=True)
+    account = method_account(datatype_, call, args, writable=True)
+    # RFC 8620 §7.2.2: a per-user type takes no ifInState (so it is an unknown argument)
+    if_in_state = None if datatype_.per_user else args.get("ifInState", String, nullable=True)
     create = args.get("create", map_of(AnyJson, key=Id), nullable=True) or {}
     update = args.get("update", map_of(AnyJson, key=IdOrCreationRef), nullable=True) or {}
     destroy = args.get("destroy", list_of(IdOrCreationRef), nullable=True) or []
@@ -1972,11 +2004,12 @@ def standard_set(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     updated, not_updated = _run_each(context, updates, _update_one)
     order = datatype_.destroy_order(context, destroy)
     destroyed, not_destroyed = _run_each(context, ((i, None) for i in order), _destroy_one)
-    return {"accountId": account.id, "oldState": old_state,
-            "newState": type_state(call, account, datatype_),
-            "created": created or None, "updated": updated or None,
-            "destroyed": list(destroyed) or None, "notCreated": not_created or None,
-            "notUpdated": not_updated or None, "notDestroyed": not_destroyed or None}
+    return scoped_response(datatype_, {
+        "accountId": account.id, "oldState": old_state,
+        "newState": type_state(call, account, datatype_),
+        "created": created or None, "updated": updated or None,
+        "destroyed": list(destroyed) or None, "notCreated": not_created or None,
+        "notUpdated": not_updated or None, "notDestroyed": not_destroyed or None})
 
 
 def _check_set_size(call: MethodCall, count: int) -> None:
@@ -2106,9 +2139,11 @@ def _update_one(context: SetContext, object_id: str, patch: Any) -> dict | None:
         datatype_.after_write(context, object_id, record, existing)
     after = {object_id: dict(record)}
     datatype_.compute(context.call, context.account, after)
-    requested = {key.split("/", 1)[0] for key in patch}  # RFC 8620 §5.3 "updated"
+    # RFC 8620 §5.3 "updated": what changed in a way the patch did not ask for,
+    # including a patched value the server narrowed (validate may do that)
+    asked = {**patched, **changed}
     unasked = {k: v for k, v in after[object_id].items() if k in datatype_.properties
-               and k not in requested and v != before.get(k, MISSING)}
+               and v != asked.get(k, MISSING)}
     return unasked or None
 
 
