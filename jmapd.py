@@ -4840,8 +4840,9 @@ class PushOutbox:
 # 14. Network I/O
 # =============================================================================
 # The HTTP/1.1 transport (threaded, keep-alive) over the sans-IO core: routing,
-# authentication (Basic and Bearer), CORS, request bodies, problem details, and
-# serve() with the JmapServer it returns. Every error answer consumes or discards
+# authentication (Basic and Bearer), CORS, request bodies, problem details, the
+# PushSubscription deliverer (threads that POST what PushOutbox owes), and serve()
+# with the JmapServer it returns. Every error answer consumes or discards
 # the request body (or closes the connection), so a rejected body is never read
 # as the next request; no error body carries a traceback, path, SQL or version.
 
@@ -5293,7 +5294,6 @@ def _stream_events(handler: JmapHTTPHandler, core: JmapCore, user: User,
 
 
 # --- PushSubscription delivery (RFC 8620 §7.2) ---------------------------------
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PushPolicy:
