@@ -240,7 +240,7 @@ def test_dead_and_slow_endpoints_never_slow_the_api_or_other_subscriptions(
         before = time.monotonic()
         touch_inbox(client, order)
         slowest = max(slowest, time.monotonic() - before)
-    assert slowest < 0.1
+    assert slowest < 0.2  # far below the 0.3 s a POST to the black hole may take
     assert time.monotonic() - started < 1.5
     wait_for(lambda: push_server.deliverer.stats["retried"] >= 2)
 
