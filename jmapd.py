@@ -52,6 +52,7 @@ __all__ = [
     "DataType", "Prop", "datatype", "method",
     "RequestError", "MethodError", "SetError",
     "FixedClock", "SystemClock", "SequentialIds", "RandomIds", "User",
+    "PushOutbox", "PushPolicy",
 ]
 
 import argparse
@@ -66,7 +67,9 @@ import email.utils
 import functools
 import hashlib
 import html
+import http.client
 import http.server
+import ipaddress
 import json
 import logging
 import os
@@ -79,6 +82,7 @@ import signal
 import smtplib
 import socket
 import sqlite3
+import ssl
 import sys
 import threading
 import time
@@ -1012,6 +1016,11 @@ class Store:
                                   "WHERE id = ?", (account_id,)).fetchone()
         return Account(row[0], row[1], row[2], bool(row[3])) if row else None
 
+    def add_hidden_account(self, account_id: str, name: str) -> None:
+        """An account listed for no user (owner ''): where a per-user type's objects live."""
+        self.db.execute("INSERT OR IGNORE INTO account (id, name, owner) VALUES (?, ?, '')",
+                        (account_id, name))
+
     def set_read_only(self, account_id: str, read_only: bool) -> None:
         self.db.execute("UPDATE account SET is_read_only = ? WHERE id = ?",
                         (int(read_only), account_id))
@@ -1503,6 +1512,8 @@ class JmapCore:
         self.outbox: list = []   # OutboxMessage: mail for recipients elsewhere (section 10)
         self.relay: Callable | None = None          # forwards each outbox message (--relay)
         self.outbox_listeners: list[Callable] = []  # told of each one too (--trace)
+        self.pushes: list[dict] = []   # POSTs to the reserved push host, kept not sent (11.2)
+        self.allow_http_push = False   # --allow-http-push: http:// urls for loopback (11.2)
         self._session_states: dict[tuple, str] = {}
         self.caches: dict[str, dict] = {}  # derived values keyed by what they derive from
         self.store = Store(db)
@@ -1850,6 +1861,9 @@ class DataType:
     set_arguments: dict[str, tuple[JmapType, Any]] = {}
     query_arguments: dict[str, tuple[JmapType, Any]] = {}
     default_properties: tuple[str, ...] | None = None  # /get without properties; None: all
+    # RFC 8620 §7.2.1-2: a type whose objects belong to the user, not to an account
+    # (PushSubscription): its /get and /set take and return no accountId and no state.
+    per_user = False
     immutable_query_properties: frozenset[str] = frozenset()  # /queryChanges upToId
 
     def method_specs(self) -> dict[str, MethodSpec]:
@@ -1877,6 +1891,10 @@ class DataType:
 
     # -- hooks, each a no-op until a data type's RFC needs it --
 
+    def user_account(self, call: MethodCall) -> Account:
+        """A per_user type's storage: the user's own account that no session lists."""
+        raise NotImplementedError(f"{self.name} is not per_user")
+
     def accepts_property(self, name: str) -> bool:
         """Whether /get may ask for this property (Email adds header:* forms)."""
         return name in self.properties
@@ -1901,11 +1919,12 @@ class DataType:
 
     def created_view(self, call: MethodCall, account: Account, object_id: str, record: dict,
                      given: dict) -> dict:
-        """What /set's created answers: every property the client did not send (§5.3)."""
+        """What /set's created answers: every property the client did not send, or
+        that the server stored otherwise than sent, e.g. narrowed to a limit (§5.3)."""
         shown = {object_id: dict(record)}
         self.compute(call, account, shown)
         full = present(self, object_id, shown[object_id], self.properties)
-        return {k: v for k, v in full.items() if k not in given}
+        return {k: v for k, v in full.items() if given.get(k, MISSING) != v}
 
     def after_write(self, context: "SetContext", object_id: str, record: dict | None,
                     existing: dict | None) -> None:
@@ -1926,7 +1945,8 @@ class DataType:
 
     def validate(self, context: SetContext, object_id: str, record: dict,
                  existing: dict | None) -> None:
-        """Raise SetError if record may not be stored (existing is None on create)."""
+        """Raise SetError if record may not be stored (existing is None on create). It
+        may narrow a value to a server limit in place; /set reports that back (§5.3)."""
 
     def before_destroy(self, context: SetContext, object_id: str, record: dict) -> None:
         """Raise SetError to refuse a destroy, or clean up what depends on the object."""
@@ -1988,10 +2008,26 @@ def read_extra(args: Args, declared: dict[str, tuple[JmapType, Any]]) -> dict:
     return {name: args.get(name, type_, default) for name, (type_, default) in declared.items()}
 
 
+def method_account(datatype_: DataType, call: MethodCall, args: Args, *,
+                   writable: bool = False) -> Account:
+    """The accountId argument's account; a per_user type takes none (RFC 8620 §7.2.1)."""
+    if datatype_.per_user:
+        return datatype_.user_account(call)
+    return call.account(args, writable=writable)
+
+
+def scoped_response(datatype_: DataType, response: dict) -> dict:
+    """A per_user type returns no accountId and no state arguments (RFC 8620 §7.2.1-2)."""
+    if not datatype_.per_user:
+        return response
+    return {k: v for k, v in response.items()
+            if k not in ("accountId", "state", "oldState", "newState")}
+
+
 # --- 6.1 /get (RFC 8620 §5.1) --------------------------------------------------
 
 def standard_get(datatype_: DataType, call: MethodCall, args: Args) -> dict:
-    account = call.account(args)
+    account = method_account(datatype_, call, args)
     ids = args.get("ids", list_of(IdOrCreationRef), nullable=True)
     wanted = args.get("properties", list_of(String), nullable=True)
     extra = read_extra(args, datatype_.get_arguments)
@@ -2015,8 +2051,9 @@ def standard_get(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     found = [shown[object_id] for object_id in (call.resolve_creation_id(i) for i in ids)
              if object_id in records]
     not_found = [i for i in ids if call.resolve_creation_id(i) not in records]
-    return {"accountId": account.id, "state": type_state(call, account, datatype_),
-            "list": found, "notFound": not_found}
+    return scoped_response(datatype_, {"accountId": account.id,
+                                       "state": type_state(call, account, datatype_),
+                                       "list": found, "notFound": not_found})
 
 
 def _wanted_properties(datatype_: DataType, wanted: list[str] | None) -> list[str]:
@@ -2073,8 +2110,9 @@ def standard_changes(datatype_: DataType, call: MethodCall, args: Args) -> dict:
 # --- 6.3 /set (RFC 8620 §5.3) --------------------------------------------------
 
 def standard_set(datatype_: DataType, call: MethodCall, args: Args) -> dict:
-    account = call.account(args, writable=True)
-    if_in_state = args.get("ifInState", String, nullable=True)
+    account = method_account(datatype_, call, args, writable=True)
+    # RFC 8620 §7.2.2: a per-user type takes no ifInState (so it is an unknown argument)
+    if_in_state = None if datatype_.per_user else args.get("ifInState", String, nullable=True)
     create = args.get("create", map_of(AnyJson, key=Id), nullable=True) or {}
     update = args.get("update", map_of(AnyJson, key=IdOrCreationRef), nullable=True) or {}
     destroy = args.get("destroy", list_of(IdOrCreationRef), nullable=True) or []
@@ -2099,7 +2137,7 @@ def standard_set(datatype_: DataType, call: MethodCall, args: Args) -> dict:
                 "destroyed": list(destroyed) or None, "notCreated": not_created or None,
                 "notUpdated": not_updated or None, "notDestroyed": not_destroyed or None}
     datatype_.after_set(context, response)
-    return response
+    return scoped_response(datatype_, response)
 
 
 def _check_set_size(call: MethodCall, count: int) -> None:
@@ -2230,9 +2268,11 @@ def _update_one(context: SetContext, object_id: str, patch: Any) -> dict | None:
         datatype_.after_write(context, object_id, record, existing)
     after = {object_id: dict(record)}
     datatype_.compute(context.call, context.account, after)
-    requested = {key.split("/", 1)[0] for key in patch}  # RFC 8620 §5.3 "updated"
+    # RFC 8620 §5.3 "updated": what changed in a way the patch did not ask for,
+    # including a patched value the server narrowed (validate may do that)
+    asked = {**patched, **changed}
     unasked = {k: v for k, v in after[object_id].items() if k in datatype_.properties
-               and k not in requested and v != before.get(k, MISSING)}
+               and v != asked.get(k, MISSING)}
     return unasked or None
 
 
@@ -5271,10 +5311,14 @@ def _with_report(submission: dict, key: str, blob_id: str, fields: list[dict]) -
 # =============================================================================
 # 11. Push (logic)
 # =============================================================================
-# RFC 8620 §7: StateChange objects from the change feed, and the EventSource
-# (§7.3) wire format. Sans-IO: section 14 holds the connection and writes what these
-# functions return. Event ids are feed sequence numbers, so a reconnecting client's
-# Last-Event-ID says which changes it missed.
+# RFC 8620 §7: StateChange objects from the change feed, the EventSource (§7.3)
+# wire format, and PushSubscription (§7.2) with the POSTs it is owed, as data.
+# Sans-IO: section 14 holds the connections and sends what these functions return.
+# Event ids are feed sequence numbers, so a reconnecting client's Last-Event-ID
+# says which changes it missed. A subscription gets nothing but its PushVerification
+# until the client has set the code that verification carried.
+
+# --- 11.1 StateChange and EventSource (RFC 8620 §7.1, §7.3) -------------------
 
 PING_LIMITS = (1, 3600)  # §7.3: a minimum no higher than 30, a maximum no lower than 300
 
@@ -5321,12 +5365,275 @@ def sse_event(name: str, data: dict, event_id: int | None = None) -> bytes:
     lines = [f"event: {name}"] + ([f"id: {event_id}"] if event_id is not None else [])
     return ("\n".join(lines + [f"data: {json.dumps(data, separators=(',', ':'))}"]) + "\n\n").encode()
 
+
+# --- 11.2 PushSubscription (RFC 8620 §7.2) -----------------------------------
+# A subscription belongs to the user, not to an account: its objects live in a
+# hidden per-user account ("push:" + user name, never an Id, listed in no session).
+# The code the server sends is kept in the record under VERIFICATION_KEY, which no
+# method reads or writes. PushOutbox turns change-feed entries into PushMessages.
+
+PUSH_MAX_LIFETIME = 7 * 86400  # §7.2: Basic credentials never expire: cap at 7 days (≥ 48 h)
+PUSH_TTL_SECONDS = 86400       # RFC 8030 §5.2 TTL header: how long a push service keeps it
+CAPTURED_PUSH_HOST = "push.jmapd.test"  # RFC 6761 .test: kept in core.pushes, never sent
+PUSH_ACCOUNT_PREFIX = "push:"  # ':' is in no Id (§1.2) and in no user name (add_user)
+VERIFICATION_KEY = "_verificationSent"  # stored beside the properties, never shown
+KEYS_UNSUPPORTED = ("keys: jmapd cannot encrypt pushes: RFC 8291 needs ECDH P-256 and "
+                    "AES-128-GCM, which Python's standard library lacks; create the "
+                    "subscription without keys")
+
+
+def push_account_id(user_name: str) -> str:
+    return PUSH_ACCOUNT_PREFIX + user_name
+
+
+def push_account_user(account_id: str) -> str | None:
+    """The user whose push subscriptions this hidden account holds, or None."""
+    if account_id.startswith(PUSH_ACCOUNT_PREFIX):
+        return account_id[len(PUSH_ACCOUNT_PREFIX):]
+    return None
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: a receiver on this machine."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def push_url_problem(url: str, allow_http: bool) -> str | None:
+    """Why a push url is refused, or None (§7.2: it MUST begin with "https://")."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "url: not a URL (it contains spaces or control characters)"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, _ = parts.hostname, parts.port  # a bad port raises here
+    except ValueError:
+        return "url: not an absolute URL"
+    if parts.scheme not in ("https", "http") or not host:
+        return "url: must be an absolute URL beginning with https:// (RFC 8620 §7.2)"
+    if parts.scheme == "http" and not allow_http:
+        return ("url: must begin with https:// (RFC 8620 §7.2); for a receiver on this "
+                "machine start jmapd with --allow-http-push, or use "
+                f"https://{CAPTURED_PUSH_HOST}/NAME to capture pushes in-process")
+    if parts.scheme == "http" and not is_loopback_host(host):
+        return ("url: --allow-http-push lifts the https rule only for loopback receivers "
+                "(127.0.0.0/8, ::1, localhost)")
+    return None
+
+
+def is_verified(record: dict) -> bool:
+    """§7.2.2: the client has set the code the server sent."""
+    code = record.get("verificationCode")
+    return code is not None and code == record.get(VERIFICATION_KEY)
+
+
+def is_expired(record: dict, now: float) -> bool:
+    """§7.2: no request to the url after `expires`."""
+    return record.get("expires") is not None and _utc_seconds(record["expires"]) <= now
+
+
+def narrow_expires(record: dict, now: float) -> str | None:
+    """§7.2: the server sets an expiry if none is given and shortens one too far off;
+    one not in the future is refused (the problem is returned)."""
+    latest = now + PUSH_MAX_LIFETIME
+    given = record.get("expires")
+    if given is not None and _utc_seconds(given) <= now:
+        return "expires: must be in the future"
+    if given is None or _utc_seconds(given) > latest:
+        record["expires"] = format_utc(datetime.datetime.fromtimestamp(
+            latest, datetime.timezone.utc))
+    return None
+
+
+def _code_matches(given: Any, sent: str) -> bool:
+    return isinstance(given, str) and secrets.compare_digest(given.encode(), sent.encode())
+
+
+@datatype
+class PushSubscription(DataType):
+    """RFC 8620 §7.2: a url the server POSTs StateChanges to, once verified."""
+
+    name = "PushSubscription"
+    capability = URN_CORE
+    id_prefix = "P"
+    methods = ("get", "set")
+    per_user = True
+    properties = {
+        "id": Prop(Id, server_set=True, immutable=True),
+        "deviceClientId": Prop(String, immutable=True),
+        "url": Prop(String, immutable=True),
+        "keys": Prop(record_of({"p256dh": String, "auth": String}), nullable=True,
+                     default=None, immutable=True),
+        "verificationCode": Prop(String, nullable=True, default=None),
+        "expires": Prop(UTCDate, nullable=True, default=None),
+        "types": Prop(list_of(String), nullable=True, default=None),
+    }
+    # §7.2.1: url and keys are never returned; without `properties`, all but those two
+    default_properties = ("id", "deviceClientId", "verificationCode", "expires", "types")
+
+    def user_account(self, call: MethodCall) -> Account:
+        account_id = push_account_id(call.user.name)
+        call.store.add_hidden_account(account_id, f"push subscriptions of {call.user.name}")
+        return Account(account_id, account_id, call.user.name, False)
+
+    def render(self, call: MethodCall, account: Account, records: dict[str, dict],
+               wanted: list[str], extra: dict) -> dict[str, dict]:
+        if "url" in wanted or "keys" in wanted:  # §7.2.1: "MUST be rejected ... forbidden"
+            raise MethodError("forbidden", "url and keys are never returned (RFC 8620 §7.2.1)")
+        return super().render(call, account, records, wanted, extra)
+
+    def stored(self, record: dict) -> dict:
+        kept = super().stored(record)
+        if VERIFICATION_KEY in record:
+            kept[VERIFICATION_KEY] = record[VERIFICATION_KEY]
+        return kept
+
+    def before_create(self, context: SetContext, given: dict,
+                      base: dict | None) -> tuple[dict, dict | None]:
+        """§7.2.2: the code "MUST contain sufficient entropy": 128 random bits."""
+        return given, {**(base or {}), VERIFICATION_KEY: secrets.token_hex(16)}
+
+    def validate(self, context: SetContext, object_id: str, record: dict,
+                 existing: dict | None) -> None:
+        problems = {}
+        if existing is None:
+            problems["url"] = push_url_problem(record["url"], context.call.core.allow_http_push)
+            problems["keys"] = KEYS_UNSUPPORTED if record["keys"] is not None else None
+            if record["verificationCode"] is not None:  # §7.2 "MUST be null ... when created"
+                problems["verificationCode"] = "verificationCode: must be null on create"
+        elif record["verificationCode"] != existing.get("verificationCode") and not \
+                _code_matches(record["verificationCode"], record[VERIFICATION_KEY]):
+            problems["verificationCode"] = ("verificationCode: not the code the server "
+                                            "pushed to the url (RFC 8620 §7.2.2)")
+        if existing is None or record["expires"] != existing.get("expires"):
+            problems["expires"] = narrow_expires(record, context.now)
+        problems = {name: text for name, text in problems.items() if text}
+        if problems:
+            raise SetError.invalid_properties(problems, "; ".join(problems.values()))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PushMessage:
+    """One POST owed to a push subscription's url (§7.2): made here, sent in section 14."""
+    subscription_id: str
+    user: str
+    url: str
+    body: dict
+    ttl: int = PUSH_TTL_SECONDS
+
+    @property
+    def is_verification(self) -> bool:
+        return self.body.get("@type") == "PushVerification"
+
+
+def merge_state_changes(older: dict, newer: dict) -> dict:
+    """§7: StateChanges not yet sent coalesce; the later state of each type wins."""
+    changed = {account: dict(states) for account, states in older["changed"].items()}
+    for account, states in newer["changed"].items():
+        changed.setdefault(account, {}).update(states)
+    return {"@type": "StateChange", "changed": changed}
+
+
+class PushOutbox:
+    """Sans-IO: the POSTs owed to push subscriptions, worked out from change-feed
+    entries. `collect(entries)` (or `poll()`, which reads the feed without waiting)
+    returns PushMessages to send; those to CAPTURED_PUSH_HOST go to core.pushes.
+    Subscriptions are read from the store once, then again only when the feed shows
+    that user's hidden push account changed."""
+
+    def __init__(self, core: JmapCore) -> None:
+        self.core = core
+        self.after = core.feed.sequence
+        self.subscriptions: dict[str, dict[str, dict]] | None = None  # user -> id -> record
+        self.verification_sent: set[str] = set()
+
+    def poll(self) -> list[PushMessage]:
+        return self.collect(self.core.feed.wait(self.after, 0))
+
+    def collect(self, entries: list[tuple[int, dict]]) -> list[PushMessage]:
+        messages = []
+        if self.subscriptions is None:  # the first look: every user's subscriptions
+            self.subscriptions = {}
+            for user in self.core.users():
+                messages += self._reload(user.name)
+        for sequence, changed in entries:
+            self.after = max(self.after, sequence)
+            for account_id in changed:
+                user_name = push_account_user(account_id)
+                if user_name is not None:
+                    messages += self._reload(user_name)
+            messages += self._state_changes(changed)
+        return self._capture(messages)
+
+    def _reload(self, user_name: str) -> list[PushMessage]:
+        """Re-read one user's subscriptions; the verifications owed to new ones."""
+        with self.core.store.transaction():
+            records = self.core.store.get_objects(push_account_id(user_name),
+                                                  PushSubscription.name, None)
+        gone = set(self.subscriptions.get(user_name, {})) - set(records)
+        self.verification_sent -= gone  # §7.2: a destroyed url is forgotten
+        self.subscriptions[user_name] = records
+        now = self.core.now()
+        owed = [PushMessage(object_id, user_name, record["url"], {
+                    "@type": "PushVerification", "pushSubscriptionId": object_id,
+                    "verificationCode": record[VERIFICATION_KEY]})
+                for object_id, record in records.items()
+                if object_id not in self.verification_sent and not is_verified(record)
+                and not is_expired(record, now)]
+        self.verification_sent.update(message.subscription_id for message in owed)
+        return owed
+
+    def _state_changes(self, changed: dict[str, dict[str, str]]) -> list[PushMessage]:
+        """§7.1: one StateChange per verified, unexpired subscription that sees a change."""
+        now, messages = self.core.now(), []
+        for user_name, records in self.subscriptions.items():
+            active = {object_id: record for object_id, record in records.items()
+                      if is_verified(record) and not is_expired(record, now)}
+            if not active:
+                continue
+            user = self.core.user(user_name)
+            for object_id, record in active.items():
+                types = None if record["types"] is None else set(record["types"])
+                change = state_change(self.core, user, changed, types)
+                if change:
+                    messages.append(PushMessage(object_id, user_name, record["url"], change))
+        return messages
+
+    def _capture(self, messages: list[PushMessage]) -> list[PushMessage]:
+        """POSTs to the reserved host are kept in core.pushes, with no network."""
+        kept = []
+        for message in messages:
+            if urllib.parse.urlsplit(message.url).hostname == CAPTURED_PUSH_HOST:
+                self.core.pushes.append({"url": message.url, "body": message.body,
+                                         "ttl": message.ttl,
+                                         "time": format_utc(self.core.clock.now())})
+            else:
+                kept.append(message)
+        return kept
+
+    def is_live(self, message: PushMessage) -> bool:
+        """Whether a queued POST may still go: its subscription exists with that url and
+        has not expired, and it is the verification or the subscription is verified."""
+        record = (self.subscriptions or {}).get(message.user, {}).get(message.subscription_id)
+        if record is None or record["url"] != message.url:
+            return False
+        if is_expired(record, self.core.now()):
+            return False
+        return message.is_verification or is_verified(record)
+
+
 # =============================================================================
 # 14. Network I/O
 # =============================================================================
 # The HTTP/1.1 transport (threaded, keep-alive) over the sans-IO core: routing,
-# authentication (Basic and Bearer), CORS, request bodies, problem details, and
-# serve() with the JmapServer it returns. Every error answer consumes or discards
+# authentication (Basic and Bearer), CORS, request bodies, problem details, the
+# PushSubscription deliverer (threads that POST what PushOutbox owes), and serve()
+# with the JmapServer it returns. Every error answer consumes or discards
 # the request body (or closes the connection), so a rejected body is never read
 # as the next request; no error body carries a traceback, path, SQL or version.
 
@@ -5842,16 +6149,195 @@ class SmtpRelay:
                                                f"failed after {self.ATTEMPTS} attempts: {error}"))
 
 
+# --- PushSubscription delivery (RFC 8620 §7.2) ---------------------------------
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PushPolicy:
+    """How push POSTs are delivered; tests shorten the times (serve(push_policy=...))."""
+    timeout: float = 5.0       # seconds per POST: a slow endpoint holds one sender no longer
+    backoff: float = 1.0       # the first retry's delay; it doubles with each failure
+    max_backoff: float = 300.0
+    attempts: int = 5          # a POST that failed this many times is dropped
+    senders: int = 4           # sender threads, shared by all subscriptions
+
+
+def post_push(message: PushMessage, ssl_context: ssl.SSLContext | None,
+              timeout: float) -> tuple[int, str | None]:
+    """One POST: UTF-8 JSON and a TTL header (§7.2, RFC 8030 §5.2). No proxy, no
+    redirect is followed. Returns the HTTP status and any Retry-After."""
+    parts = urllib.parse.urlsplit(message.url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
+                                                 context=ssl_context)
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.request("POST", target, body=encode_json(message.body), headers={
+            "Content-Type": "application/json", "TTL": str(message.ttl)})
+        response = connection.getresponse()
+        response.read(65536)
+        return response.status, response.getheader("Retry-After")
+    finally:
+        connection.close()
+
+
+def _retry_after_seconds(value: str | None) -> float:
+    return float(value) if value and value.strip().isdigit() else 0.0
+
+
+class PushDeliverer:
+    """Carries out the PushOutbox's POSTs off the API's threads: one thread waits on
+    core.feed and queues what the outbox owes, a few senders POST. Each subscription
+    has its own queue (unsent StateChanges coalesce, so it stays short) and at most one
+    POST in flight; a failure retries after a doubling back-off, and a POST that failed
+    policy.attempts times is dropped. A dead or slow endpoint delays only itself."""
+
+    def __init__(self, core: JmapCore, policy: PushPolicy | None = None,
+                 ssl_context: ssl.SSLContext | None = None, allow_http: bool = False) -> None:
+        self.core, self.policy = core, policy or PushPolicy()
+        self.ssl_context, self.allow_http = ssl_context, allow_http
+        self.outbox = PushOutbox(core)
+        self.condition = threading.Condition()
+        self.queues: dict[str, list[PushMessage]] = {}  # subscription id -> unsent POSTs
+        self.due: dict[str, float] = {}                  # -> monotonic time of the next try
+        self.failures: dict[str, int] = {}               # -> failures of the queue's head
+        self.busy: set[str] = set()                      # -> a POST in flight
+        self.stats = {"sent": 0, "retried": 0, "dropped": 0}
+        self.stopping = False
+        self.threads = [threading.Thread(target=self._collect, name="jmapd-push-feed",
+                                         daemon=True)]
+        self.threads += [threading.Thread(target=self._send_loop, name=f"jmapd-push-{n}",
+                                          daemon=True) for n in range(self.policy.senders)]
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self) -> None:
+        with self.condition:
+            self.stopping = True
+            self.condition.notify_all()
+        for thread in self.threads:
+            thread.join(self.policy.timeout + 1)
+
+    def _collect(self) -> None:
+        entries: list = []
+        while not self.stopping:
+            try:
+                messages = self.outbox.collect(entries)
+            except Exception:  # the store closed under us, or a bug: never a dead thread
+                log.error("push: reading the change feed failed:\n%s", traceback.format_exc())
+                messages = []
+            for message in messages:
+                self.enqueue(message)
+            if self.core.feed.closed:
+                return
+            entries = self.core.feed.wait(self.outbox.after, 1.0)
+
+    def enqueue(self, message: PushMessage) -> None:
+        """Queue a POST; a StateChange joins one still unsent (§7: they coalesce)."""
+        with self.condition:
+            queue = self.queues.setdefault(message.subscription_id, [])
+            first_unsent = 1 if message.subscription_id in self.busy else 0
+            waiting = [i for i in range(first_unsent, len(queue))
+                       if not queue[i].is_verification]
+            if waiting and not message.is_verification:
+                older = queue[waiting[-1]]
+                queue[waiting[-1]] = dataclasses.replace(
+                    older, body=merge_state_changes(older.body, message.body))
+            else:
+                queue.append(message)
+            self.due.setdefault(message.subscription_id, 0.0)
+            self.condition.notify()
+
+    def _next_ready(self) -> tuple[str | None, float | None]:
+        """A subscription whose head POST may go now, else how long until one may."""
+        now, soonest = time.monotonic(), None
+        for subscription_id, queue in self.queues.items():
+            if queue and subscription_id not in self.busy:
+                if self.due[subscription_id] <= now:
+                    return subscription_id, None
+                wait = self.due[subscription_id] - now
+                soonest = wait if soonest is None else min(soonest, wait)
+        return None, soonest
+
+    def _send_loop(self) -> None:
+        while True:
+            with self.condition:
+                subscription_id, wait = self._next_ready()
+                while subscription_id is None:
+                    if self.stopping:
+                        return
+                    self.condition.wait(wait)
+                    subscription_id, wait = self._next_ready()
+                self.busy.add(subscription_id)
+                message = self.queues[subscription_id][0]
+            outcome, retry_after = self._attempt(message)
+            with self.condition:
+                self.busy.discard(subscription_id)
+                self._settle(subscription_id, outcome, retry_after)
+                self.condition.notify()
+
+    def _attempt(self, message: PushMessage) -> tuple[str, float]:
+        """"sent", "retry" (with a server-asked delay) or "drop"."""
+        if not self.outbox.is_live(message) or push_url_problem(message.url, self.allow_http):
+            return "drop", 0.0  # §7.2: destroyed, expired, or no longer an allowed url
+        if self.ssl_context is None and message.url.lower().startswith("https:"):
+            self.ssl_context = ssl.create_default_context()  # verifies against system CAs
+        try:
+            status, retry_after = post_push(message, self.ssl_context, self.policy.timeout)
+        except (OSError, http.client.HTTPException) as error:  # refused, timed out, TLS
+            log.info("push to subscription %s failed: %s", message.subscription_id, error)
+            return "retry", 0.0
+        if 200 <= status < 300:
+            return "sent", 0.0
+        if status == 429 or status >= 500:  # §7.2: a 429 MUST reduce the frequency
+            return "retry", _retry_after_seconds(retry_after)
+        log.info("push to subscription %s answered %d: dropped", message.subscription_id,
+                 status)
+        return "drop", 0.0
+
+    def _settle(self, subscription_id: str, outcome: str, retry_after: float) -> None:
+        queue = self.queues.get(subscription_id, [])
+        if outcome == "retry":
+            failures = self.failures.get(subscription_id, 0) + 1
+            if failures < self.policy.attempts:
+                self.failures[subscription_id] = failures
+                self.stats["retried"] += 1
+                delay = self.policy.backoff * 2 ** (failures - 1)
+                self.due[subscription_id] = time.monotonic() + min(
+                    max(delay, retry_after), self.policy.max_backoff)
+                return
+            log.warning("push to subscription %s: dropped after %d failures",
+                        subscription_id, failures)
+        self.stats["sent" if outcome == "sent" else "dropped"] += 1
+        self.failures.pop(subscription_id, None)
+        if queue:
+            queue.pop(0)
+        if not queue:
+            self.queues.pop(subscription_id, None)
+            self.due.pop(subscription_id, None)
+
+
 class JmapServer:
     """A running HTTP server around a JmapCore; what serve() returns.
 
     Attributes: url, session_url, users (User objects with name, password, token,
-    email, account_id), core. Use as a context manager or call stop().
+    email, account_id), core, pushes (the POSTs to https://push.jmapd.test/...,
+    captured: {url, body, ttl, time}). Use as a context manager or call stop().
+    allow_http_push lets push urls be http:// on loopback; push_ca is a PEM file of
+    extra CAs for https push receivers; push_policy sets timeouts and retries.
     """
 
     def __init__(self, core: JmapCore, host: str = "127.0.0.1", port: int = 0,
-                 cors_origin: str = "*", trace: bool = False, relay: str | None = None) -> None:
+                 cors_origin: str = "*", trace: bool = False, relay: str | None = None, *,
+                 allow_http_push: bool = False, push_ca: str | None = None,
+                 push_policy: PushPolicy | None = None) -> None:
         self.core = core
+        core.allow_http_push = allow_http_push
+        tls = None  # the system's CAs, made at the first https push (30 ms), plus --push-ca
+        if push_ca:
+            tls = ssl.create_default_context()
+            tls.load_verify_locations(push_ca)  # a bad file stops the start, not a push
         self.httpd = JmapHTTPServer((host, port), core, cors_origin, trace)
         self.relay = core.relay = SmtpRelay(core, relay) if relay else None
         if trace:
@@ -5863,6 +6349,7 @@ class JmapServer:
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"http://{shown}:{bound_port}"
         self.session_url = self.url + WELL_KNOWN_PATH
+        self.deliverer = PushDeliverer(core, push_policy, tls, allow_http_push)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="jmapd-http",
                                        kwargs={"poll_interval": 0.5}, daemon=True)
         self.thread.start()
@@ -5892,6 +6379,11 @@ class JmapServer:
         """What was sent to recipients outside this server, oldest first."""
         return list(self.core.outbox)
 
+    @property
+    def pushes(self) -> list[dict]:
+        """The POSTs to https://push.jmapd.test/NAME urls, kept instead of sent."""
+        return self.core.pushes
+
     def user(self, name: str) -> User:
         return self.core.user(name)
 
@@ -5902,7 +6394,8 @@ class JmapServer:
 
     def stop(self) -> None:
         """Stop serving, close every connection, and close the store."""
-        self.core.feed.close()  # event streams end
+        self.core.feed.close()  # event streams and the push deliverer end
+        self.deliverer.stop()
         self._stopping.set()
         self.timer.join()
         if self.relay:
@@ -5961,12 +6454,14 @@ def _seeded_core(seed: str | None, db: str, clock: Any, ids: Any,
 def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
           db: str = ":memory:", users: Iterable[str] = (), limits: dict | None = None,
           clock: Any = None, ids: Any = None, cors_origin: str = "*",
-          trace: bool = False, relay: str | None = None) -> JmapServer:
+          trace: bool = False, relay: str | None = None, allow_http_push: bool = False,
+          push_ca: str | None = None, push_policy: PushPolicy | None = None) -> JmapServer:
     """Start jmapd in a background thread: `with serve(seed="demo") as server: ...`.
 
     seed: a registered seed name ("demo", "empty") or a JSON seed file, or None.
     users: extra "NAME:PASSWORD" logins. relay: "HOST:PORT" of an SMTP server that
-    mail for outside recipients is forwarded to. Others as for JmapCore and the CLI.
+    mail for outside recipients is forwarded to. Other arguments as for JmapCore,
+    JmapServer and the CLI (allow_http_push is --allow-http-push: a dev-only deviation).
     """
     core = _seeded_core(seed, db, clock, ids, limits)
     try:
@@ -5974,7 +6469,9 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
             name, _, password = spec.partition(":")
             if not core.store.user(name):
                 core.add_user(name, password)
-        return JmapServer(core, host, port, cors_origin, trace, relay)
+        return JmapServer(core, host, port, cors_origin, trace, relay,
+                          allow_http_push=allow_http_push, push_ca=push_ca,
+                          push_policy=push_policy)
     except BaseException:
         core.close()
         raise
@@ -6382,6 +6879,7 @@ EXAMPLES = """examples:
   python jmapd.py --user carol:secret         add a login to the seed
   python jmapd.py --limit maxObjectsInGet=5   tiny limits prove a client batches
   python jmapd.py --trace                     print every request and response
+  python jmapd.py --allow-http-push           push to http://127.0.0.1:PORT/ receivers
 """
 
 
@@ -6404,6 +6902,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="Access-Control-Allow-Origin value (default *)")
     parser.add_argument("--deterministic", action="store_true",
                         help="fixed clock (2026-01-01T09:00:00Z) and sequential ids")
+    parser.add_argument("--allow-http-push", action="store_true",
+                        help="accept http:// PushSubscription urls on loopback receivers "
+                        "(127.0.0.0/8, ::1, localhost); dev only: RFC 8620 §7.2 says https")
+    parser.add_argument("--push-ca", metavar="FILE",
+                        help="PEM file of extra CAs trusted for https push receivers")
     parser.add_argument("--trace", action="store_true",
                         help="pretty-print every request and response (and outbox mail) to stderr")
     parser.add_argument("--relay", metavar="HOST:PORT",
@@ -6438,6 +6941,8 @@ def describe_server(server: JmapServer) -> str:
     if server.users:
         first = server.users[0]
         lines.append(f"  try:     curl -sL -u {first.name}:{first.password} {server.session_url}")
+    if server.core.allow_http_push:
+        lines.append("  push:    http:// urls allowed for loopback receivers (dev only)")
     lines.append("Ctrl-C stops the server.")
     return "\n".join(lines)
 
@@ -6458,7 +6963,8 @@ def main(argv: list[str] | None = None) -> int:
         server = serve(options.seed, host=options.host, port=options.port, db=options.db,
                        users=options.user, limits=limits, clock=clock, ids=ids,
                        cors_origin=options.cors_origin, trace=options.trace,
-                       relay=options.relay)
+                       relay=options.relay, allow_http_push=options.allow_http_push,
+                       push_ca=options.push_ca)
     except (ValueError, OSError, sqlite3.Error) as error:
         print(f"jmapd: {error}", file=sys.stderr)
         return 1
