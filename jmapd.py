@@ -4944,7 +4944,7 @@ class EmailSubmission(DataType):
 # --- 9.7 VacationResponse (RFC 8621 §8) ----------------------------------------
 # One object per account, id "singleton": it cannot be created or destroyed, and it
 # exists from the account's start (written at modseq 0, so it moves no state). The
-# auto-reply itself belongs to delivery (section 10) and comes with sending.
+# auto-reply itself is delivery's (section 10.2).
 
 URN_VACATION = "urn:ietf:params:jmap:vacationresponse"  # RFC 8621 §1.3.3
 capability(URN_VACATION, lambda core: {}, lambda core, account: {})
