@@ -120,6 +120,8 @@ DEFAULT_LIMITS = {
 SERVER_LIMITS = {
     "maxQueryLimit": 5000,   # RFC 8620 §5.5: the cap we apply to /query's limit
     "maxChanges": 5000,      # RFC 8620 §5.2: /changes size when the client gives none
+    "maxMailboxesPerEmail": 256,      # RFC 8621 §1.3.1, tooManyMailboxes (§4.6)
+    "maxKeywordsPerEmail": 256,       # RFC 8621 §4.6 tooManyKeywords (the limit is ours)
     "maxDelayedSend": 7 * 86400,      # RFC 8621 §1.3.2: the longest FUTURERELEASE hold
     "maxRecipients": 100,             # RFC 8621 §7.5 tooManyRecipients' maxRecipients
     "maxSizeSubmission": 25_000_000,  # RFC 8621 §7.5 tooLarge's maxSize for sending
@@ -129,7 +131,6 @@ COLLATIONS = ("i;ascii-casemap", "i;ascii-numeric", "i;unicode-casemap")
 DEFAULT_COLLATION = "i;unicode-casemap"
 
 MAIL_ACCOUNT_LIMITS = {  # RFC 8621 §1.3.1
-    "maxMailboxesPerEmail": None,
     "maxMailboxDepth": 10,
     "maxSizeMailboxName": 255,
     "maxSizeAttachmentsPerEmail": 50_000_000,
@@ -465,6 +466,17 @@ def evaluate_pointer(document: Any, tokens: list[str]) -> Any:
 
 # --- 3.2 PatchObject (RFC 8620 §5.3) ------------------------------------------
 
+def json_identical(a: Any, b: Any) -> bool:
+    """Equal as JSON values: true is not 1, 1 is not 1.0 (Python's == says they are)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(json_identical(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(json_identical, a, b))
+    return a == b
+
+
 def apply_patch(record: dict, patch: dict, defaults: dict) -> dict:
     """Return a patched deep copy of record, or raise SetError("invalidPatch").
 
@@ -479,7 +491,10 @@ def apply_patch(record: dict, patch: dict, defaults: dict) -> dict:
     for key in patch:
         if not isinstance(key, str) or key == "" or key.startswith("/"):
             raise SetError("invalidPatch", f"{key!r} is not a patch path")
-        paths.append(split_pointer("/" + key))
+        try:
+            paths.append(split_pointer("/" + key))
+        except ValueError as error:  # e.g. "~2": not a JSON Pointer (RFC 6901 §3)
+            raise SetError("invalidPatch", f"{key!r} is not a patch path: {error}") from None
     _reject_prefix_paths(paths)
     result = json.loads(json.dumps(record))
     for tokens, value in zip(paths, patch.values()):
@@ -1938,6 +1953,10 @@ class DataType:
         """What a destroyed object's tombstone remembers (queryChanges may need it)."""
         return {}
 
+    def normalize_patch(self, patch: dict) -> dict:
+        """A PatchObject with its paths in the stored spelling (Email: keywords lower-case)."""
+        return patch
+
     def derive(self, context: SetContext, object_id: str, record: dict) -> dict:
         """A checked create's record with the server-set properties it implies
         (e.g. an EmailSubmission's threadId and envelope); raise SetError to refuse it."""
@@ -2215,7 +2234,7 @@ def check_properties(context: SetContext, given: dict, existing: dict | None) ->
             problems[name] = f"{name} is set by the server"  # RFC 8620 §5.3 "MUST omit"
             continue
         if existing is not None and (prop.server_set or prop.immutable or name == "id"):
-            if value != existing.get(name, MISSING):
+            if not json_identical(value, existing.get(name, MISSING)):
                 problems[name] = f"{name} cannot be changed"
             continue
         value = _resolve_reference(context, prop, value)
@@ -2249,12 +2268,11 @@ def _update_one(context: SetContext, object_id: str, patch: Any) -> dict | None:
     existing = _existing(context, object_id)
     if not isinstance(patch, dict):
         raise SetError("invalidPatch", "a PatchObject is a JSON object")
-    shown = {object_id: dict(existing)}
-    datatype_.compute(context.call, context.account, shown)
-    before = {"id": object_id, **shown[object_id]}
+    patch = datatype_.normalize_patch(patch)
+    before = _current_view(context, object_id, existing, patch)
     patched = apply_patch(before, patch, datatype_.patch_defaults)
     changed = {k: patched.get(k) for k in patched.keys() | before.keys()
-               if patched.get(k, MISSING) != before.get(k, MISSING)}
+               if not json_identical(patched.get(k, MISSING), before.get(k, MISSING))}
     removed = [k for k in changed if k not in patched and k in datatype_.properties]
     if removed:
         raise SetError.invalid_properties(removed, f"{removed[0]} cannot be removed")
@@ -2274,6 +2292,23 @@ def _update_one(context: SetContext, object_id: str, patch: Any) -> dict | None:
     unasked = {k: v for k, v in after[object_id].items() if k in datatype_.properties
                and v != asked.get(k, MISSING)}
     return unasked or None
+
+
+def _current_view(context: SetContext, object_id: str, existing: dict, patch: dict) -> dict:
+    """The object as /get shows it, as far as the patch needs: a server-set or computed
+    property may be sent back unchanged (RFC 8620 §5.3, "an entire Foo object")."""
+    datatype_, call = context.datatype, context.call
+    shown = {object_id: dict(existing)}
+    datatype_.compute(call, context.account, shown)
+    before = {"id": object_id, **shown[object_id]}
+    rendered = [name for name in dict.fromkeys(str(key).split("/", 1)[0] for key in patch)
+                if name not in before and name in datatype_.properties]
+    if rendered:
+        defaults = {name: default for name, (_, default) in datatype_.get_arguments.items()}
+        view = datatype_.render(call, context.account, {object_id: dict(existing)},
+                                ["id", *rendered], defaults)[object_id]
+        before.update({name: view[name] for name in rendered if name in view})
+    return before
 
 
 def _destroy_one(context: SetContext, object_id: str, _: Any) -> str:
@@ -3202,7 +3237,8 @@ def _body_text(raw: bytes, parts: list[dict]) -> str:
 # through Mailbox.counts).
 
 capability(URN_MAIL, lambda core: {},  # RFC 8621 §1.3.1: an empty object in the session
-           lambda core, account: dict(MAIL_ACCOUNT_LIMITS))
+           lambda core, account: {"maxMailboxesPerEmail": core.limits["maxMailboxesPerEmail"],
+                                  **MAIL_ACCOUNT_LIMITS})
 
 # --- 9.1 Mailbox (RFC 8621 §2) -------------------------------------------------
 
@@ -3875,6 +3911,11 @@ class Email(DataType):
             base["threadId"] = thread_for_message(context, context.parsed)
         return given, base
 
+    def normalize_patch(self, patch: dict) -> dict:
+        """RFC 8621 §4.1.1: keywords are case-insensitive, so keywords/$SEEN is $seen."""
+        return {key.lower() if isinstance(key, str) and key.startswith("keywords/") else key:
+                value for key, value in patch.items()}
+
     def resolve_references(self, context: SetContext, given: dict) -> dict:
         """mailboxIds keys may be '#creation' ids; keywords are stored lower-case."""
         resolved = dict(given)
@@ -3896,6 +3937,13 @@ class Email(DataType):
         boxes = list(record.get("mailboxIds") or {})
         if not boxes:  # RFC 8621 §4.1.1: an Email belongs to at least one Mailbox
             raise SetError.invalid_properties(["mailboxIds"], "mailboxIds: at least one Mailbox")
+        limits = context.call.core.limits
+        if len(boxes) > limits["maxMailboxesPerEmail"]:  # RFC 8621 §4.6
+            raise SetError("tooManyMailboxes", f"{len(boxes)} Mailboxes; at most "
+                           f"{limits['maxMailboxesPerEmail']} (maxMailboxesPerEmail)")
+        if len(record.get("keywords") or {}) > limits["maxKeywordsPerEmail"]:
+            raise SetError("tooManyKeywords", f"{len(record['keywords'])} keywords; at most "
+                           f"{limits['maxKeywordsPerEmail']}")
         found = context.store.get_objects(context.account.id, "Mailbox", boxes)
         missing = [box for box in boxes if box not in found]
         if missing:
@@ -4165,10 +4213,75 @@ BODY_PART_FIELDS = {"partId", "blobId", "size", "name", "type", "charset", "disp
                     "language", "location", "subParts"}
 
 
+# jmapd writes its own RFC 2047 encoded-words and folding: the standard library's
+# folder drops the space between two encoded-words it splits, and it decodes an
+# encoded-word look-alike inside a quoted display name (RFC 2047 §5 forbids that).
+_PHRASE_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
+_ENCODED_WORD_OCTETS = 45  # base64 of 45 octets: a 72-character word (RFC 2047 §2: <= 75)
+
+
+def _needs_encoding(text: str) -> bool:
+    return "=?" in text or any(not " " <= ch <= "~" for ch in text)
+
+
+def encoded_words(text: str) -> str:
+    """text as UTF-8 "B" encoded-words, whole characters in each (RFC 2047 §5)."""
+    words, chunk = [], b""
+    for ch in text:
+        octets = ch.encode("utf-8", "surrogatepass")
+        if len(chunk) + len(octets) > _ENCODED_WORD_OCTETS:
+            words.append(chunk)
+            chunk = b""
+        chunk += octets
+    words.append(chunk)
+    return " ".join(f"=?utf-8?b?{base64.b64encode(w).decode()}?=" for w in words if w)
+
+
+def encode_unstructured(text: str) -> str:
+    """An unstructured field's value (Subject), 7-bit (RFC 5322 §3.2.5, RFC 2047)."""
+    return encoded_words(text) if _needs_encoding(text) else text
+
+
+def encode_phrase(name: str) -> str:
+    """A display name: an atom sequence, a quoted-string, or encoded-words."""
+    if _needs_encoding(name):
+        return encoded_words(name)
+    if _PHRASE_SPECIALS.search(name) or name != name.strip() or "  " in name:
+        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return name
+
+
 def format_addresses(addresses: list[dict]) -> str:
-    """EmailAddress[] as an address-list, non-ASCII names RFC 2047-encoded."""
-    return ", ".join(email.utils.formataddr((a.get("name") or "", a.get("email") or ""),
-                                            charset="utf-8") for a in addresses)
+    """EmailAddress[] as an address-list, names encoded as RFC 2047 phrases need."""
+    return ", ".join(f"{encode_phrase(a['name'])} <{a.get('email') or ''}>" if a.get("name")
+                     else a.get("email") or "" for a in addresses)
+
+
+def fold_at_spaces(name: str, value: str, width: int = 78) -> str:
+    """A header value folded before the word that would pass `width` (RFC 5322 §2.2.3);
+    the spaces are where it may fold, so unfolding gives back the same value."""
+    lines, line, used = [], "", len(name) + 2
+    for word in value.split(" "):
+        if used + len(line) + bool(line) + len(word) > width and (line or not lines):
+            lines.append(line)  # a first word too long for "Name: " starts on the next line
+            line, used = word, 1
+        else:
+            line = f"{line} {word}" if line else word
+    return "\r\n ".join(lines + [line])
+
+
+def set_header(message: email.message.EmailMessage, name: str, value: str) -> None:
+    """Add a field whose value is ready (7-bit, encoded), folded by us, not the policy.
+    A non-ASCII value (a client's asRaw text) is left to the policy to encode."""
+    if not value.isascii():
+        message[name] = value
+        return
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{name}: a header value may not contain CR or LF")
+    limit = message.policy.header_max_count(name)
+    if limit and sum(k.lower() == name.lower() for k in message.keys()) >= limit:
+        raise ValueError(f"there may be at most {limit} {name} field in a message")
+    message.set_raw(name, fold_at_spaces(name, value))
 
 
 def format_header_form(form: str, value: Any) -> str:
@@ -4186,7 +4299,9 @@ def format_header_form(form: str, value: Any) -> str:
         return email.utils.format_datetime(datetime.datetime.fromtimestamp(
             _utc_seconds(value), datetime.timezone(datetime.timedelta(
                 minutes=_offset_minutes(value)))))
-    return value  # asRaw and asText: the header policy encodes non-ASCII text (RFC 2047)
+    if form == "asText":
+        return encode_unstructured(value)
+    return value  # asRaw: as given (the header policy encodes non-ASCII text, RFC 2047)
 
 
 def _offset_minutes(value: str) -> int:
@@ -4242,7 +4357,9 @@ class Composer:
             content = [(n, v) for n, v in root.items() if n.lower() != "mime-version"]
             for name in set(root.keys()):
                 del root[name]
-            for name, value in self._top_headers() + content:
+            for name, value in self._top_headers():
+                set_header(root, name, value)
+            for name, value in content:
                 root[name] = value
             return root.as_bytes(policy=COMPOSE_POLICY)
         except (ValueError, TypeError, LookupError, AttributeError) as error:
@@ -4282,7 +4399,7 @@ class Composer:
             if given.get(prop) is not None:
                 headers.append((field, format_addresses(given[prop])))
         if given.get("subject") is not None:
-            headers.append(("Subject", format_header_form("asText", given["subject"])))
+            headers.append(("Subject", encode_unstructured(given["subject"])))
         headers.append(("Date", format_header_form("asDate", given.get("sentAt")
                                                    or format_utc(clock.now()))))
         message_id = given.get("messageId") or [
@@ -4377,7 +4494,7 @@ class Composer:
         for name, value in spec.items():
             parsed = parse_header_property(name) if name.startswith("header:") else None
             if parsed and not parsed[2] and value is not None:
-                part[parsed[0]] = format_header_form(parsed[1], value)
+                set_header(part, parsed[0], format_header_form(parsed[1], value))
 
 # 9.3.5 Email/parse (RFC 8621 §4.9).
 
@@ -5238,17 +5355,20 @@ def vacation_reply(core: JmapCore, user: User, settings: dict,
     name = identity.get(PRIMARY_IDENTITY_ID, {}).get("name") or user.full_name
     subject = header_as_text(last("subject") or "")
     reply = email.message.EmailMessage(policy=COMPOSE_POLICY)
-    reply["From"] = format_addresses([{"name": name, "email": user.email}])
-    reply["To"] = format_addresses([{"name": None, "email": sender}])
-    reply["Subject"] = settings.get("subject") or f"Auto: {subject or 'away'}"  # §3.1.5
-    reply["Date"] = email.utils.format_datetime(core.clock.now())
-    reply["Message-ID"] = f"<{core.new_id('v')}.{int(core.now())}@jmapd.local>"
+    fields = {"From": format_addresses([{"name": name, "email": user.email}]),
+              "To": format_addresses([{"name": None, "email": sender}]),
+              "Subject": encode_unstructured(settings.get("subject")  # RFC 3834 §3.1.5
+                                             or f"Auto: {subject or 'away'}"),
+              "Date": email.utils.format_datetime(core.clock.now()),
+              "Message-ID": f"<{core.new_id('v')}.{int(core.now())}@jmapd.local>"}
     original = header_as_message_ids(last("message-id") or "") or []
     if original:
         earlier = header_as_message_ids(last("references") or "") or []
-        reply["In-Reply-To"] = f"<{original[0]}>"
-        reply["References"] = " ".join(f"<{m}>" for m in earlier + original[:1])
-    reply["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
+        fields["In-Reply-To"] = f"<{original[0]}>"
+        fields["References"] = " ".join(f"<{m}>" for m in earlier + original[:1])
+    fields["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
+    for field, value in fields.items():
+        set_header(reply, field, value)
     text, html_body = settings.get("textBody"), settings.get("htmlBody")
     reply.set_content(text if text is not None else html_to_text(html_body) if html_body
                       else DEFAULT_VACATION_TEXT)

@@ -108,7 +108,7 @@ def test_account_capabilities_hold_the_mail_account_limits(session):
     value is RFC 8621 §1.3.1's object."""
     capabilities = session["accounts"]["alice"]["accountCapabilities"]
     assert capabilities[MAIL] == {
-        "maxMailboxesPerEmail": None, "maxMailboxDepth": 10, "maxSizeMailboxName": 255,
+        "maxMailboxesPerEmail": 256, "maxMailboxDepth": 10, "maxSizeMailboxName": 255,
         "maxSizeAttachmentsPerEmail": 50_000_000,
         "emailQuerySortOptions": ["receivedAt", "sentAt", "size", "from", "to", "subject",
                                   "hasKeyword", "allInThreadHaveKeyword",
