@@ -659,13 +659,16 @@ CREATE TABLE outgoing (  -- the submission queue: what EmailSubmission hands the
     PRIMARY KEY (account_id, submission_id)) WITHOUT ROWID;
 CREATE INDEX outgoing_due ON outgoing (state, send_at);
 CREATE INDEX outgoing_by_message_id ON outgoing (account_id, message_id);
+CREATE TABLE account_access (  -- accounts a user may use besides their own (RFC 8620 §1.6.2)
+    account_id TEXT NOT NULL, user_name TEXT NOT NULL, read_only INTEGER NOT NULL,
+    PRIMARY KEY (account_id, user_name)) WITHOUT ROWID;
 CREATE TABLE vacation_reply (  -- RFC 5230 §4.2: whom a vacation response already answered
     account_id TEXT NOT NULL, sender TEXT NOT NULL, replied_at REAL NOT NULL,
     PRIMARY KEY (account_id, sender)) WITHOUT ROWID;
 """
 SCHEMA_VERSION = 2
 MIGRATIONS: list[str] = [  # MIGRATIONS[n - 1] upgrades user_version n to n + 1
-    # 1 -> 2: sending, vacation replies, and the name an Identity starts with
+    # 1 -> 2: sending, vacation replies, shared accounts, the name an Identity starts with
     SCHEMA[SCHEMA.index("CREATE TABLE outgoing"):]
     + "ALTER TABLE user ADD COLUMN full_name TEXT NOT NULL DEFAULT '';",
 ]
@@ -1041,11 +1044,24 @@ class Store:
                         (int(read_only), account_id))
 
     def accounts_of(self, user_name: str) -> list[Account]:
-        """The accounts a user may use: for now, the ones it owns (sharing adds more)."""
+        """The accounts a user may use: their own, then those granted to them."""
         with self.lock:
-            rows = self.db.execute("SELECT id, name, owner, is_read_only FROM account "
-                                   "WHERE owner = ? ORDER BY rowid", (user_name,)).fetchall()
+            rows = self.db.execute(
+                "SELECT a.id, a.name, a.owner, a.is_read_only OR coalesce(g.read_only, 0) "
+                "FROM account a LEFT JOIN account_access g ON g.account_id = a.id "
+                "AND g.user_name = ?1 WHERE a.owner = ?1 OR g.user_name IS NOT NULL "
+                "ORDER BY a.owner != ?1, a.rowid", (user_name,)).fetchall()
         return [Account(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    def add_shared_account(self, account_id: str, name: str) -> None:
+        """An account no login owns (a team's), reached through grant_access."""
+        self.db.execute("INSERT INTO account (id, name, owner) VALUES (?, ?, '')",
+                        (account_id, name))
+
+    def grant_access(self, account_id: str, user_name: str, read_only: bool = False) -> None:
+        self.db.execute("INSERT INTO account_access (account_id, user_name, read_only) "
+                        "VALUES (?, ?, ?) ON CONFLICT (account_id, user_name) DO UPDATE SET "
+                        "read_only = excluded.read_only", (account_id, user_name, int(read_only)))
 
     # -- modseq and state --
 
@@ -1425,8 +1441,10 @@ class MethodCall:
         return account
 
     def require(self, right: str, account: Account, record: dict | None = None) -> None:
-        """The one rights seam: the owner may do anything (sharing, RFC 9670, replaces this)."""
-        if account.owner != self.user.name:
+        """The one rights seam: the owner, and whoever the account is granted to, may do
+        anything its isReadOnly allows (sharing, RFC 9670, refines this per object)."""
+        if account.owner != self.user.name and not any(
+                a.id == account.id for a in self.store.accounts_of(self.user.name)):
             raise MethodError("forbidden", f"{right} is not permitted on this account")
 
     def resolve_creation_id(self, value: str) -> str | None:
@@ -3376,7 +3394,9 @@ class Mailbox(DataType):
     def compute(self, call: MethodCall, account: Account, records: dict[str, dict],
                 with_counts: bool = True) -> None:
         counts = self.counts(call, account, list(records)) if with_counts else {}
-        rights = dict.fromkeys(MAILBOX_RIGHTS, account.owner == call.user.name)
+        # whoever may use the account may do what its isReadOnly allows (RFC 9670 refines)
+        rights = {right: right == "mayReadItems" or not account.is_read_only
+                  for right in MAILBOX_RIGHTS}
         for object_id, record in records.items():
             record.update(counts.get(object_id, {}))
             record["myRights"] = dict(rights)
@@ -4674,8 +4694,8 @@ ON_MAILBOX_DESTROY.append(remove_emails_from_mailbox)
 # --- 9.5 Identity (RFC 8621 §6) -------------------------------------------------
 # The addresses an account may send from. Each account starts with one for its
 # owner's address (mayDelete false: it is the account's own, written at modseq 0 so
-# it moves no state); more may be created for that address or a sub-address of it
-# (local+detail@domain). Anything else is forbiddenFrom: jmapd is strict about who
+# it moves no state); the user may create more for their address or a sub-address
+# of it (local+detail@domain). Anything else is forbiddenFrom: jmapd is strict about who
 # may send as whom, as a production server is.
 
 URN_SUBMISSION = "urn:ietf:params:jmap:submission"  # RFC 8621 §1.3.2
@@ -4708,10 +4728,6 @@ def may_send_as(owner_email: str, address: str) -> bool:
     return their_domain == domain and their_local.split("+", 1)[0] == local
 
 
-def owner_of(call: MethodCall, account: Account) -> User:
-    return call.core.user(account.owner)
-
-
 @datatype
 class Identity(DataType):
     """RFC 8621 §6: a From address with its name, Reply-To, Bcc and signatures."""
@@ -4738,10 +4754,10 @@ class Identity(DataType):
         address = record["email"]
         if not is_mailbox_address(address):
             raise SetError.invalid_properties(["email"], f"email: {address!r} is not an address")
-        owner = owner_of(context.call, context.account)
-        if not may_send_as(owner.email, address):  # RFC 8621 §6.3
-            raise SetError("forbiddenFrom", f"{owner.name} may send as {owner.email} and its "
-                           f"sub-addresses ({owner.email.replace('@', '+any@')}), not {address}")
+        user = context.call.user  # in a shared account too: who sends is who asks
+        if not may_send_as(user.email, address):  # RFC 8621 §6.3
+            raise SetError("forbiddenFrom", f"{user.name} may send as {user.email} and its "
+                           f"sub-addresses ({user.email.replace('@', '+any@')}), not {address}")
 
     def before_destroy(self, context: SetContext, object_id: str, record: dict) -> None:
         if not record.get("mayDelete", True):  # RFC 8621 §6: "forbidden"
@@ -6662,6 +6678,19 @@ def seed_demo(core: JmapCore, source: str = "demo") -> None:
         packed = json.loads(zlib.decompress(base64.b64decode("".join(DEMO_MAIL))))
         import_mail(core, packed["manifest"],
                     lambda name: base64.b64decode(packed["files"][name]))
+        add_team_account(core, "team", "Team", members=["alice"])
+
+
+def add_team_account(core: JmapCore, account_id: str, name: str,
+                     members: list[str]) -> None:
+    """An account no login owns, usable by its members (isPersonal false), with an Inbox:
+    what Email/copy between accounts needs until sharing (RFC 9670) grants real ones."""
+    with core.store.transaction():
+        core.store.add_shared_account(account_id, name)
+        for member in members:
+            core.store.grant_access(account_id, member)
+        first = dataclasses.replace(core.user(next(iter(members))), account_id=account_id)
+        create_mailbox_tree(core, first, [{"name": "Inbox", "role": "inbox"}])
 
 
 def mailbox_paths(core: JmapCore, user: User) -> dict[str, str]:
