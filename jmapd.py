@@ -5419,6 +5419,10 @@ class WebSocketConnection:
             self._read_until_closed()
         finally:
             self.finished.set()
+            with self.send_lock:
+                self.close_sent = True  # whatever is still running sends nothing now
+            with contextlib.suppress(OSError):
+                self.socket.shutdown(socket.SHUT_WR)  # the peer sees the end at once
             self.workers.shutdown(wait=True, cancel_futures=True)
             pusher.join()
 
@@ -5441,12 +5445,15 @@ class WebSocketConnection:
                         return
         except FrameError as error:
             self.close(error.close_code, str(error))
+            with contextlib.suppress(OSError):
+                self.socket.shutdown(socket.SHUT_WR)  # §7.1.1: the server closes first
             self._drain()
         except OSError:
             return  # the peer went away, or stop() shut the socket down
 
     def _drain(self) -> None:
-        """After failing the connection: discard input until the peer closes (§7.1.1)."""
+        """After failing the connection: discard input until the peer closes too, so
+        unread input cannot turn our close into a reset that loses the Close frame."""
         with contextlib.suppress(OSError):
             self.socket.settimeout(WEBSOCKET_CLOSE_WAIT)
             while self.handler.rfile.read1(1 << 16):
@@ -5478,6 +5485,11 @@ class WebSocketConnection:
             message_type, body, request_id = read_websocket_message(value)
         except RequestError as error:
             self.send_json(websocket_request_error(error, request_id))
+            return
+        if self.core.store.user(self.user.name) != self.user:
+            # RFC 8887 §4.2: the handshake's credentials stay in effect; once they are
+            # changed or gone, the server may close with 1008 (Policy Violation)
+            self.close(CloseCode.POLICY_VIOLATION, "the credentials are no longer valid")
             return
         if message_type == "Request":
             self.in_flight.acquire()
