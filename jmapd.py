@@ -53,6 +53,7 @@ __all__ = [
     "DataType", "Prop", "datatype", "method",
     "RequestError", "MethodError", "SetError",
     "FixedClock", "SystemClock", "SequentialIds", "RandomIds", "User",
+    "PushOutbox", "PushPolicy",
 ]
 
 import argparse
@@ -69,17 +70,22 @@ import enum
 import functools
 import hashlib
 import html
+import http.client
 import http.server
+import ipaddress
 import json
 import logging
 import os
 import quopri
+import queue
 import random
 import re
 import secrets
 import signal
+import smtplib
 import socket
 import sqlite3
+import ssl
 import sys
 import threading
 import time
@@ -117,6 +123,9 @@ DEFAULT_LIMITS = {
 SERVER_LIMITS = {
     "maxQueryLimit": 5000,   # RFC 8620 §5.5: the cap we apply to /query's limit
     "maxChanges": 5000,      # RFC 8620 §5.2: /changes size when the client gives none
+    "maxDelayedSend": 7 * 86400,      # RFC 8621 §1.3.2: the longest FUTURERELEASE hold
+    "maxRecipients": 100,             # RFC 8621 §7.5 tooManyRecipients' maxRecipients
+    "maxSizeSubmission": 25_000_000,  # RFC 8621 §7.5 tooLarge's maxSize for sending
 }
 # RFC 4790 collations we implement (RFC 8620 §5.5 "collation").
 COLLATIONS = ("i;ascii-casemap", "i;ascii-numeric", "i;unicode-casemap")
@@ -150,6 +159,8 @@ DATATYPES: dict[str, "DataType"] = {}        # type name -> declaration
 SEEDS: dict[str, Callable] = {}              # seed name -> builder(core, source)
 FILE_SEED = "<file>"                         # the SEEDS key that loads a JSON seed file
 ACCOUNT_SETUP: list[Callable] = []           # fn(core, user): fills a new personal account
+DUE_WORK: list[Callable] = []                # fn(core): work whose time may have come
+                                             # (held sends): before each request, and timed
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -244,6 +255,13 @@ SET_ERRORS = {
     "blobNotFound": "RFC 8621 §4.6",
     "tooManyKeywords": "RFC 8621 §4.6",
     "tooManyMailboxes": "RFC 8621 §4.6",
+    "forbiddenFrom": "RFC 8621 §6.3, §7.5",
+    "invalidRecipients": "RFC 8621 §7.5",
+    "noRecipients": "RFC 8621 §7.5",
+    "tooManyRecipients": "RFC 8621 §7.5",
+    "forbiddenMailFrom": "RFC 8621 §7.5",
+    "forbiddenToSend": "RFC 8621 §7.5",
+    "cannotUnsend": "RFC 8621 §7.5",
 }
 
 HTTP_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -565,7 +583,7 @@ SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE user (
     name TEXT PRIMARY KEY, password TEXT NOT NULL, token TEXT UNIQUE,
-    email TEXT NOT NULL, account_id TEXT NOT NULL);
+    email TEXT NOT NULL, account_id TEXT NOT NULL, full_name TEXT NOT NULL DEFAULT '');
 CREATE TABLE account (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL,
     is_read_only INTEGER NOT NULL DEFAULT 0,
@@ -625,9 +643,24 @@ CREATE TABLE thread_key (
 CREATE INDEX thread_key_by_thread ON thread_key (account_id, thread_id);
 CREATE VIRTUAL TABLE email_text USING fts5(
     subject, sender, recipient, cc, bcc, body, tokenize = 'unicode61 remove_diacritics 2');
+""" + """
+CREATE TABLE outgoing (  -- the submission queue: what EmailSubmission hands the mail system
+    account_id TEXT NOT NULL, submission_id TEXT NOT NULL, blob_id TEXT NOT NULL,
+    message_id TEXT, mail_from TEXT NOT NULL, rcpt_to TEXT NOT NULL,  -- JSON [address]
+    send_at REAL NOT NULL, state TEXT NOT NULL,  -- 'pending', 'sent' or 'canceled'
+    PRIMARY KEY (account_id, submission_id)) WITHOUT ROWID;
+CREATE INDEX outgoing_due ON outgoing (state, send_at);
+CREATE INDEX outgoing_by_message_id ON outgoing (account_id, message_id);
+CREATE TABLE vacation_reply (  -- RFC 5230 §4.2: whom a vacation response already answered
+    account_id TEXT NOT NULL, sender TEXT NOT NULL, replied_at REAL NOT NULL,
+    PRIMARY KEY (account_id, sender)) WITHOUT ROWID;
 """
-SCHEMA_VERSION = 1
-MIGRATIONS: list[str] = []  # MIGRATIONS[n - 1] upgrades user_version n to n + 1
+SCHEMA_VERSION = 2
+MIGRATIONS: list[str] = [  # MIGRATIONS[n - 1] upgrades user_version n to n + 1
+    # 1 -> 2: sending, vacation replies, and the name an Identity starts with
+    SCHEMA[SCHEMA.index("CREATE TABLE outgoing"):]
+    + "ALTER TABLE user ADD COLUMN full_name TEXT NOT NULL DEFAULT '';",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -638,6 +671,7 @@ class User:
     token: str | None
     email: str
     account_id: str
+    full_name: str = ""  # the "From" name the user's first Identity gets
 
     @property
     def accountId(self) -> str:  # noqa: N802 - the wire name, for tests that think in JMAP
@@ -860,6 +894,7 @@ class Store:
         self._touched: dict[str, dict[str, int]] = {}
         self.on_commit: Callable[[dict], None] = lambda touched: None
         self.on_rollback: Callable[[], None] = lambda: None  # modseqs may be issued again
+        self._after_commit: list[Callable[[], None]] = []
         self._configure()
         self._migrate()
 
@@ -893,7 +928,7 @@ class Store:
                     self._depth -= 1
                 return
             self.db.execute("BEGIN IMMEDIATE")
-            self._depth, self._touched = 1, {}
+            self._depth, self._touched, self._after_commit = 1, {}, []
             try:
                 yield
             except BaseException:
@@ -904,14 +939,29 @@ class Store:
                 self.db.execute("COMMIT")
                 if self._touched:
                     self.on_commit(self._touched)
+                self._run_after_commit()
             finally:
                 self._depth = 0
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run action once the open transaction commits; never if it rolls back (so what
+        leaves the server, e.g. mail for the outbox, leaves only with what caused it)."""
+        self._after_commit.append(action)
+
+    def _run_after_commit(self) -> None:
+        actions, self._after_commit = self._after_commit, []
+        for action in actions:
+            try:
+                action()
+            except Exception:  # one failed hand-off must not lose the others
+                log.error("after-commit action failed:\n%s", traceback.format_exc())
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested unit inside the open transaction: rolled back alone if it fails."""
         with self.lock:
             touched = {k: dict(v) for k, v in self._touched.items()}
+            deferred = len(self._after_commit)
             self.db.execute("SAVEPOINT item")
             try:
                 yield
@@ -919,6 +969,7 @@ class Store:
                 self.db.execute("ROLLBACK TO item")
                 self.db.execute("RELEASE item")
                 self._touched = touched
+                del self._after_commit[deferred:]
                 self.on_rollback()
                 raise
             self.db.execute("RELEASE item")
@@ -945,24 +996,24 @@ class Store:
     def add_user(self, user: User, account_name: str) -> None:
         self.db.execute("INSERT INTO account (id, name, owner) VALUES (?, ?, ?)",
                         (user.account_id, account_name, user.name))
-        self.db.execute("INSERT INTO user (name, password, token, email, account_id) "
-                        "VALUES (?, ?, ?, ?, ?)", dataclasses.astuple(user))
+        self.db.execute("INSERT INTO user (name, password, token, email, account_id, full_name) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", dataclasses.astuple(user))
 
     def users(self) -> list[User]:
         with self.lock:  # never read inside another thread's open transaction
-            rows = self.db.execute("SELECT name, password, token, email, account_id FROM user "
+            rows = self.db.execute("SELECT name, password, token, email, account_id, full_name FROM user "
                                    "ORDER BY rowid").fetchall()
         return [User(*row) for row in rows]
 
     def user(self, name: str) -> User | None:
         with self.lock:
-            row = self.db.execute("SELECT name, password, token, email, account_id FROM user "
+            row = self.db.execute("SELECT name, password, token, email, account_id, full_name FROM user "
                                   "WHERE name = ?", (name,)).fetchone()
         return User(*row) if row else None
 
     def user_by_token(self, token: str) -> User | None:
         with self.lock:
-            row = self.db.execute("SELECT name, password, token, email, account_id FROM user "
+            row = self.db.execute("SELECT name, password, token, email, account_id, full_name FROM user "
                                   "WHERE token = ?", (token,)).fetchone()
         return User(*row) if row else None
 
@@ -971,6 +1022,11 @@ class Store:
             row = self.db.execute("SELECT id, name, owner, is_read_only FROM account "
                                   "WHERE id = ?", (account_id,)).fetchone()
         return Account(row[0], row[1], row[2], bool(row[3])) if row else None
+
+    def add_hidden_account(self, account_id: str, name: str) -> None:
+        """An account listed for no user (owner ''): where a per-user type's objects live."""
+        self.db.execute("INSERT OR IGNORE INTO account (id, name, owner) VALUES (?, ?, '')",
+                        (account_id, name))
 
     def set_read_only(self, account_id: str, read_only: bool) -> None:
         self.db.execute("UPDATE account SET is_read_only = ? WHERE id = ?",
@@ -1204,6 +1260,59 @@ class Store:
         self.db.execute("DELETE FROM blob_ref WHERE expires IS NOT NULL AND expires <= ?", (now,))
         self.db.execute("DELETE FROM blob WHERE id NOT IN (SELECT blob_id FROM blob_ref)")
 
+    # -- sending (RFC 8621 §7) and vacation replies (RFC 5230) --
+
+    def queue_outgoing(self, account_id: str, submission_id: str, blob_id: str,
+                       message_id: str | None, mail_from: str, rcpt_to: list[str],
+                       send_at: float) -> None:
+        self.db.execute(
+            "INSERT INTO outgoing (account_id, submission_id, blob_id, message_id, mail_from, "
+            "rcpt_to, send_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+            (account_id, submission_id, blob_id, message_id, mail_from, json.dumps(rcpt_to),
+             send_at))
+        self.add_blob_ref(account_id, blob_id, "outgoing:" + submission_id, "message/rfc822",
+                          None)
+
+    def outgoing(self, account_id: str, submission_id: str) -> dict | None:
+        row = self.db.execute("SELECT * FROM outgoing WHERE account_id = ? AND submission_id = ?",
+                              (account_id, submission_id)).fetchone()
+        return {**dict(row), "rcpt_to": json.loads(row["rcpt_to"])} if row else None
+
+    def due_outgoing(self, now: float) -> list[tuple[str, str]]:
+        """(account, submission) of each pending send whose time has come, oldest first."""
+        return [tuple(row) for row in self.db.execute(
+            "SELECT account_id, submission_id FROM outgoing WHERE state = 'pending' "
+            "AND send_at <= ? ORDER BY send_at", (now,))]
+
+    def next_send_at(self) -> float | None:
+        row = self.db.execute("SELECT min(send_at) FROM outgoing WHERE state = 'pending'").fetchone()
+        return row[0]
+
+    def finish_outgoing(self, account_id: str, submission_id: str, state: str) -> None:
+        """Sent or canceled: the queue lets go of the message (its blob may be purged)."""
+        self.db.execute("UPDATE outgoing SET state = ? WHERE account_id = ? AND submission_id = ?",
+                        (state, account_id, submission_id))
+        self.db.execute("DELETE FROM blob_ref WHERE account_id = ? AND holder = ?",
+                        (account_id, "outgoing:" + submission_id))
+
+    def outgoing_by_message_id(self, account_id: str, message_id: str) -> list[str]:
+        return [row[0] for row in self.db.execute(
+            "SELECT submission_id FROM outgoing WHERE account_id = ? AND message_id = ?",
+            (account_id, message_id))]
+
+    def vacation_replied_at(self, account_id: str, sender: str) -> float | None:
+        row = self.db.execute("SELECT replied_at FROM vacation_reply WHERE account_id = ? "
+                              "AND sender = ?", (account_id, sender)).fetchone()
+        return row[0] if row else None
+
+    def record_vacation_reply(self, account_id: str, sender: str, now: float) -> None:
+        self.db.execute("INSERT INTO vacation_reply (account_id, sender, replied_at) "
+                        "VALUES (?, ?, ?) ON CONFLICT (account_id, sender) DO UPDATE SET "
+                        "replied_at = excluded.replied_at", (account_id, sender, now))
+
+    def forget_vacation_replies(self, account_id: str) -> None:
+        self.db.execute("DELETE FROM vacation_reply WHERE account_id = ?", (account_id,))
+
 
 # =============================================================================
 # 5. Core: session and requests
@@ -1282,6 +1391,7 @@ class MethodCall:
         self.core, self.user, self.name = core, user, name
         self.using, self.created_ids = using, created_ids
         self.then: tuple[str, dict] | None = None  # an implicit follow-up call (§5.4)
+        self.implicit = False  # this call is such a follow-up
 
     @property
     def store(self) -> Store:
@@ -1406,6 +1516,11 @@ class JmapCore:
         for extra in datatypes:
             self.add_datatype(extra)
         self.feed = ChangeFeed()
+        self.outbox: list = []   # OutboxMessage: mail for recipients elsewhere (section 10)
+        self.relay: Callable | None = None          # forwards each outbox message (--relay)
+        self.outbox_listeners: list[Callable] = []  # told of each one too (--trace)
+        self.pushes: list[dict] = []   # POSTs to the reserved push host, kept not sent (11.2)
+        self.allow_http_push = False   # --allow-http-push: http:// urls for loopback (11.2)
         self._session_states: dict[tuple, str] = {}
         self.caches: dict[str, dict] = {}  # derived values keyed by what they derive from
         self.store = Store(db)
@@ -1495,6 +1610,10 @@ class JmapCore:
             self.store.purge_tombstones(now - TOMBSTONE_TTL_SECONDS)
             self.store.purge_blobs(now)
 
+    def run_due_work(self) -> None:
+        for work in DUE_WORK:
+            work(self)
+
     def _publish(self, touched: dict[str, dict[str, int]]) -> None:
         self.feed.publish({account: {type_: self.state_string(modseq)
                                      for type_, modseq in types.items()}
@@ -1503,7 +1622,7 @@ class JmapCore:
     # -- users and accounts --
 
     def add_user(self, name: str, password: str, token: str | None = None,
-                 email: str | None = None, *, setup: bool = True) -> User:
+                 email: str | None = None, *, full_name: str = "", setup: bool = True) -> User:
         """Create a login and the personal account it owns; with setup, the account
         gets what every new account has (the standard mailboxes, see ACCOUNT_SETUP)."""
         if not name or ":" in name or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
@@ -1514,7 +1633,7 @@ class JmapCore:
             account_id = account_id_for(name, lambda i: self.store.account(i) is not None)
             email = email or (name if "@" in name else f"{name}@example.com")
             user = User(name, password, token if token is not None else f"token-{name}",
-                        email, account_id)
+                        email, account_id, full_name)
             self.store.add_user(user, email)
             for fill_account in ACCOUNT_SETUP if setup else ():
                 fill_account(self, user)
@@ -1602,6 +1721,7 @@ class JmapCore:
         user = self.user(user)
         check_request(request, self.limits, self.capabilities)
         self.maintain()
+        self.run_due_work()
         if not self.request_slots.acquire(blocking=False):
             raise RequestError("limit", "too many concurrent requests", status=429,
                                limit="maxConcurrentRequests")
@@ -1622,19 +1742,22 @@ class JmapCore:
     def _invoke(self, user: User, using: set[str], name: str, arguments: dict, call_id: str,
                 responses: list, created_ids: dict) -> list:
         """One Invocation, plus any implicit follow-up call it asks for (§5.4)."""
-        outputs = []
+        outputs, implicit = [], False
         while True:
             call = MethodCall(self, user, name, using, created_ids)
+            call.implicit = implicit
             outputs.append([*self._run_method(call, arguments, responses + outputs), call_id])
             if call.then is None or outputs[-1][0] == "error":
                 return outputs
             name, arguments = call.then
+            implicit = True
 
     def _run_method(self, call: MethodCall, arguments: dict, responses: list) -> tuple:
         try:
             arguments = resolve_result_references(arguments, responses)
             spec = self.methods.get(call.name)
-            if spec is None or spec.capability not in call.using:
+            # an implicit call (§5.4, RFC 8621 §7.5) runs under its caller's capability
+            if spec is None or (spec.capability not in call.using and not call.implicit):
                 missing = f" (add {spec.capability} to 'using')" if spec else ""
                 raise MethodError("unknownMethod", f"unknown method {call.name!r}{missing}")
             with self.store.transaction():
@@ -1648,12 +1771,13 @@ class JmapCore:
 
     def call(self, user: "User | str", name: str, arguments: dict,
              using: Iterable[str] | None = None) -> dict:
-        """Run one method and return its response arguments; raise MethodError on error."""
+        """Run one method and return its response arguments; raise MethodError on error.
+        The server's own calls (seeds, delivery) take no request slot: a delivery made
+        inside a client's request must not be refused as one request too many."""
+        user = self.user(user)
         spec = self.methods.get(name)
-        using = list(using or {URN_CORE, spec.capability if spec else URN_CORE})
-        response = self.handle_request(user, {"using": using,
-                                              "methodCalls": [[name, arguments, "0"]]})
-        result_name, result, _ = response["methodResponses"][0]
+        using = set(using or {URN_CORE, spec.capability if spec else URN_CORE})
+        result_name, result, _ = self._invoke(user, using, name, arguments, "0", [], {})[0]
         if result_name == "error":
             error = dict(result)
             raise MethodError(error.pop("type"), error.pop("description", None), **error)
@@ -1747,6 +1871,9 @@ class DataType:
     set_arguments: dict[str, tuple[JmapType, Any]] = {}
     query_arguments: dict[str, tuple[JmapType, Any]] = {}
     default_properties: tuple[str, ...] | None = None  # /get without properties; None: all
+    # RFC 8620 §7.2.1-2: a type whose objects belong to the user, not to an account
+    # (PushSubscription): its /get and /set take and return no accountId and no state.
+    per_user = False
     immutable_query_properties: frozenset[str] = frozenset()  # /queryChanges upToId
 
     def method_specs(self) -> dict[str, MethodSpec]:
@@ -1774,6 +1901,10 @@ class DataType:
 
     # -- hooks, each a no-op until a data type's RFC needs it --
 
+    def user_account(self, call: MethodCall) -> Account:
+        """A per_user type's storage: the user's own account that no session lists."""
+        raise NotImplementedError(f"{self.name} is not per_user")
+
     def accepts_property(self, name: str) -> bool:
         """Whether /get may ask for this property (Email adds header:* forms)."""
         return name in self.properties
@@ -1798,24 +1929,34 @@ class DataType:
 
     def created_view(self, call: MethodCall, account: Account, object_id: str, record: dict,
                      given: dict) -> dict:
-        """What /set's created answers: every property the client did not send (§5.3)."""
+        """What /set's created answers: every property the client did not send, or
+        that the server stored otherwise than sent, e.g. narrowed to a limit (§5.3)."""
         shown = {object_id: dict(record)}
         self.compute(call, account, shown)
         full = present(self, object_id, shown[object_id], self.properties)
-        return {k: v for k, v in full.items() if k not in given}
+        return {k: v for k, v in full.items() if given.get(k, MISSING) != v}
 
     def after_write(self, context: "SetContext", object_id: str, record: dict | None,
                     existing: dict | None) -> None:
         """Keep a type's own tables in step: after a create (existing None), an
         update, or a destroy (record None)."""
 
+    def after_set(self, context: "SetContext", response: dict) -> None:
+        """After a whole /set: e.g. ask for an implicit follow-up call (context.call.then)."""
+
     def tombstone(self, record: dict) -> dict:
         """What a destroyed object's tombstone remembers (queryChanges may need it)."""
         return {}
 
+    def derive(self, context: SetContext, object_id: str, record: dict) -> dict:
+        """A checked create's record with the server-set properties it implies
+        (e.g. an EmailSubmission's threadId and envelope); raise SetError to refuse it."""
+        return record
+
     def validate(self, context: SetContext, object_id: str, record: dict,
                  existing: dict | None) -> None:
-        """Raise SetError if record may not be stored (existing is None on create)."""
+        """Raise SetError if record may not be stored (existing is None on create). It
+        may narrow a value to a server limit in place; /set reports that back (§5.3)."""
 
     def before_destroy(self, context: SetContext, object_id: str, record: dict) -> None:
         """Raise SetError to refuse a destroy, or clean up what depends on the object."""
@@ -1877,10 +2018,26 @@ def read_extra(args: Args, declared: dict[str, tuple[JmapType, Any]]) -> dict:
     return {name: args.get(name, type_, default) for name, (type_, default) in declared.items()}
 
 
+def method_account(datatype_: DataType, call: MethodCall, args: Args, *,
+                   writable: bool = False) -> Account:
+    """The accountId argument's account; a per_user type takes none (RFC 8620 §7.2.1)."""
+    if datatype_.per_user:
+        return datatype_.user_account(call)
+    return call.account(args, writable=writable)
+
+
+def scoped_response(datatype_: DataType, response: dict) -> dict:
+    """A per_user type returns no accountId and no state arguments (RFC 8620 §7.2.1-2)."""
+    if not datatype_.per_user:
+        return response
+    return {k: v for k, v in response.items()
+            if k not in ("accountId", "state", "oldState", "newState")}
+
+
 # --- 6.1 /get (RFC 8620 §5.1) --------------------------------------------------
 
 def standard_get(datatype_: DataType, call: MethodCall, args: Args) -> dict:
-    account = call.account(args)
+    account = method_account(datatype_, call, args)
     ids = args.get("ids", list_of(IdOrCreationRef), nullable=True)
     wanted = args.get("properties", list_of(String), nullable=True)
     extra = read_extra(args, datatype_.get_arguments)
@@ -1904,8 +2061,9 @@ def standard_get(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     found = [shown[object_id] for object_id in (call.resolve_creation_id(i) for i in ids)
              if object_id in records]
     not_found = [i for i in ids if call.resolve_creation_id(i) not in records]
-    return {"accountId": account.id, "state": type_state(call, account, datatype_),
-            "list": found, "notFound": not_found}
+    return scoped_response(datatype_, {"accountId": account.id,
+                                       "state": type_state(call, account, datatype_),
+                                       "list": found, "notFound": not_found})
 
 
 def _wanted_properties(datatype_: DataType, wanted: list[str] | None) -> list[str]:
@@ -1962,8 +2120,9 @@ def standard_changes(datatype_: DataType, call: MethodCall, args: Args) -> dict:
 # --- 6.3 /set (RFC 8620 §5.3) --------------------------------------------------
 
 def standard_set(datatype_: DataType, call: MethodCall, args: Args) -> dict:
-    account = call.account(args, writable=True)
-    if_in_state = args.get("ifInState", String, nullable=True)
+    account = method_account(datatype_, call, args, writable=True)
+    # RFC 8620 §7.2.2: a per-user type takes no ifInState (so it is an unknown argument)
+    if_in_state = None if datatype_.per_user else args.get("ifInState", String, nullable=True)
     create = args.get("create", map_of(AnyJson, key=Id), nullable=True) or {}
     update = args.get("update", map_of(AnyJson, key=IdOrCreationRef), nullable=True) or {}
     destroy = args.get("destroy", list_of(IdOrCreationRef), nullable=True) or []
@@ -1982,11 +2141,13 @@ def standard_set(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     updated, not_updated = _run_each(context, updates, _update_one)
     order = datatype_.destroy_order(context, destroy)
     destroyed, not_destroyed = _run_each(context, ((i, None) for i in order), _destroy_one)
-    return {"accountId": account.id, "oldState": old_state,
-            "newState": type_state(call, account, datatype_),
-            "created": created or None, "updated": updated or None,
-            "destroyed": list(destroyed) or None, "notCreated": not_created or None,
-            "notUpdated": not_updated or None, "notDestroyed": not_destroyed or None}
+    response = {"accountId": account.id, "oldState": old_state,
+                "newState": type_state(call, account, datatype_),
+                "created": created or None, "updated": updated or None,
+                "destroyed": list(destroyed) or None, "notCreated": not_created or None,
+                "notUpdated": not_updated or None, "notDestroyed": not_destroyed or None}
+    datatype_.after_set(context, response)
+    return scoped_response(datatype_, response)
 
 
 def _check_set_size(call: MethodCall, count: int) -> None:
@@ -2042,6 +2203,7 @@ def _create_one(context: SetContext, creation_id: str, given: Any,
     if missing:
         raise SetError.invalid_properties(missing, f"missing required property {missing[0]!r}")
     object_id = context.call.core.new_id(datatype_.id_prefix)
+    record = datatype_.derive(context, object_id, record)
     datatype_.validate(context, object_id, record, None)
     context.store.insert_object(context.account.id, datatype_.name, object_id,
                                 datatype_.stored(record), context.now)
@@ -2116,9 +2278,11 @@ def _update_one(context: SetContext, object_id: str, patch: Any) -> dict | None:
         datatype_.after_write(context, object_id, record, existing)
     after = {object_id: dict(record)}
     datatype_.compute(context.call, context.account, after)
-    requested = {key.split("/", 1)[0] for key in patch}  # RFC 8620 §5.3 "updated"
+    # RFC 8620 §5.3 "updated": what changed in a way the patch did not ask for,
+    # including a patched value the server narrowed (validate may do that)
+    asked = {**patched, **changed}
     unasked = {k: v for k, v in after[object_id].items() if k in datatype_.properties
-               and k not in requested and v != before.get(k, MISSING)}
+               and v != asked.get(k, MISSING)}
     return unasked or None
 
 
@@ -4400,10 +4564,397 @@ def remove_emails_from_mailbox(context: SetContext, mailbox_id: str) -> None:
 
 ON_MAILBOX_DESTROY.append(remove_emails_from_mailbox)
 
+# --- 9.5 Identity (RFC 8621 §6) -------------------------------------------------
+# The addresses an account may send from. Each account starts with one for its
+# owner's address (mayDelete false: it is the account's own, written at modseq 0 so
+# it moves no state); more may be created for that address or a sub-address of it
+# (local+detail@domain). Anything else is forbiddenFrom: jmapd is strict about who
+# may send as whom, as a production server is.
+
+URN_SUBMISSION = "urn:ietf:params:jmap:submission"  # RFC 8621 §1.3.2
+PRIMARY_IDENTITY_ID = "Iprimary"
+_DOT_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\U0010ffff-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\U0010ffff-]+)*"
+_QUOTED_LOCAL = r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]|\\[\x20-\x7e])*"'
+_DOMAIN = (r"(?:[A-Za-z0-9\x80-\U0010ffff](?:[A-Za-z0-9\x80-\U0010ffff-]*[A-Za-z0-9\x80-\U0010ffff])?"
+           r"(?:\.[A-Za-z0-9\x80-\U0010ffff](?:[A-Za-z0-9\x80-\U0010ffff-]*[A-Za-z0-9\x80-\U0010ffff])?)*"
+           r"|\[[\x21-\x5a\x5e-\x7e]+\])")
+# RFC 5321 §4.1.2 Mailbox (with RFC 6531's UTF-8): what a MAIL FROM / RCPT TO may name
+SMTP_MAILBOX = re.compile(f"(?:{_DOT_ATOM}|{_QUOTED_LOCAL})@{_DOMAIN}")
+
+
+def is_mailbox_address(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 254 and SMTP_MAILBOX.fullmatch(value) is not None
+
+
+def address_allowed(allowed: str, address: str) -> bool:
+    """Whether an Identity's email allows sending as address: the same address
+    (case-insensitive), or any address of the domain for "*@domain" (RFC 8621 §6)."""
+    local, _, domain = allowed.lower().rpartition("@")
+    their_local, _, their_domain = address.lower().rpartition("@")
+    return their_domain == domain and (local == "*" or their_local == local)
+
+
+def may_send_as(owner_email: str, address: str) -> bool:
+    """An account's owner may send as their address and its sub-addresses (RFC 5233)."""
+    local, _, domain = owner_email.lower().rpartition("@")
+    their_local, _, their_domain = address.lower().rpartition("@")
+    return their_domain == domain and their_local.split("+", 1)[0] == local
+
+
+def owner_of(call: MethodCall, account: Account) -> User:
+    return call.core.user(account.owner)
+
+
+@datatype
+class Identity(DataType):
+    """RFC 8621 §6: a From address with its name, Reply-To, Bcc and signatures."""
+
+    name = "Identity"
+    capability = URN_SUBMISSION
+    id_prefix = "I"
+    methods = ("get", "changes", "set")
+    properties = {
+        "id": Prop(Id, server_set=True, immutable=True),
+        "name": Prop(String, default=""),
+        "email": Prop(String, immutable=True),
+        "replyTo": Prop(AddressList, nullable=True, default=None),
+        "bcc": Prop(AddressList, nullable=True, default=None),
+        "textSignature": Prop(String, default=""),
+        "htmlSignature": Prop(String, default=""),
+        "mayDelete": Prop(Boolean, server_set=True, default=True),
+    }
+
+    def validate(self, context: SetContext, object_id: str, record: dict,
+                 existing: dict | None) -> None:
+        if existing is not None:
+            return
+        address = record["email"]
+        if not is_mailbox_address(address):
+            raise SetError.invalid_properties(["email"], f"email: {address!r} is not an address")
+        owner = owner_of(context.call, context.account)
+        if not may_send_as(owner.email, address):  # RFC 8621 §6.3
+            raise SetError("forbiddenFrom", f"{owner.name} may send as {owner.email} and its "
+                           f"sub-addresses ({owner.email.replace('@', '+any@')}), not {address}")
+
+    def before_destroy(self, context: SetContext, object_id: str, record: dict) -> None:
+        if not record.get("mayDelete", True):  # RFC 8621 §6: "forbidden"
+            raise SetError("forbidden", "this Identity is the account's own address "
+                           "(mayDelete is false)")
+
+
+def create_primary_identity(core: JmapCore, user: User) -> None:
+    """Every account starts with an Identity for its owner's address (RFC 8621 §6)."""
+    record = {**core.datatypes["Identity"].defaults, "name": user.full_name,
+              "email": user.email, "mayDelete": False}
+    core.store.insert_initial_object(user.account_id, "Identity", PRIMARY_IDENTITY_ID, record,
+                                     core.now())
+
+
+ACCOUNT_SETUP.append(create_primary_identity)
+
+# --- 9.6 EmailSubmission (RFC 8621 §7) ------------------------------------------
+# Creating one sends an Email. The message is checked against its Identity, its Bcc
+# removed (§7.5 MUST), and the result queued in the store's outgoing table with its
+# envelope, so destroying the Email or the submission later changes nothing (§7.5).
+# Section 10 delivers it: at once, or when a FUTURERELEASE hold (RFC 4865) ends;
+# until then the client may set undoStatus "canceled".
+
+Address = JmapType("Address", lambda v: isinstance(v, dict) and set(v) <= {"email", "parameters"}
+                   and isinstance(v.get("email"), str)
+                   and (v.get("parameters") is None or map_of(AnyJson).accepts(v["parameters"])
+                        and all(x is None or isinstance(x, str) for x in v["parameters"].values())))
+Envelope = record_of({"mailFrom": Address, "rcptTo": list_of(Address)})
+UNDO_STATUSES = ("pending", "final", "canceled")
+# SMTP extensions whose MAIL FROM parameters jmapd takes (RFC 8621 §1.3.2); none for RCPT TO
+MAIL_PARAMETERS = {"HOLDFOR": "FUTURERELEASE", "HOLDUNTIL": "FUTURERELEASE",  # RFC 4865
+                   "SIZE": "SIZE", "BODY": "8BITMIME", "SMTPUTF8": "SMTPUTF8"}  # 1870, 6152, 6531
+SEND_SUBMISSION: list[Callable] = []  # fn(core, accountId, submissionId): 10 delivers it
+
+
+def submission_extensions(core: JmapCore) -> dict[str, list[str]]:
+    """The EHLO keywords and arguments a client may use (RFC 8621 §1.3.2)."""
+    extensions = {"SIZE": [str(core.limits["maxSizeSubmission"])], "8BITMIME": [],
+                  "SMTPUTF8": []}
+    if core.limits["maxDelayedSend"]:
+        extensions["FUTURERELEASE"] = [str(core.limits["maxDelayedSend"])]
+    return extensions
+
+
+capability(URN_SUBMISSION, lambda core: {}, lambda core, account: {
+    "maxDelayedSend": core.limits["maxDelayedSend"],
+    "submissionExtensions": submission_extensions(core)})
+
+
+def _ids_in(path: str) -> Filter:
+    return Filter("sql", type=list_of(Id), build=lambda ids: (
+        f"{json_path_sql(path)} IN ({','.join('?' * len(ids))})" if ids else "0", list(ids)))
+
+
+def _send_at_compared(operator: str) -> Filter:
+    return Filter("sql", type=UTCDate, build=lambda value: (
+        f"jmap_utc_seconds({json_path_sql('sendAt')}) {operator} ?", [_utc_seconds(value)]))
+
+
+def header_fields_removed(raw: bytes, names: set[str]) -> bytes:
+    """The message without the named header fields (each with its folded lines)."""
+    kept, dropping, position = [], False, 0
+    while position < len(raw):
+        end = raw.find(b"\n", position)
+        end = len(raw) if end < 0 else end + 1
+        line = raw[position:end]
+        if line in (b"\r\n", b"\n"):  # the header section ends here
+            break
+        if line[:1] not in (b" ", b"\t"):
+            dropping = line.split(b":", 1)[0].strip().lower().decode("latin-1") in names
+        if not dropping:
+            kept.append(line)
+        position = end
+    return b"".join(kept) + raw[position:]
+
+
+def _nullable(type_: JmapType) -> JmapType:
+    return JmapType(type_.name + "|null", lambda v: v is None or type_.accepts(v))
+
+
+def sending_forbidden(core: JmapCore, user: User) -> str | None:
+    """Why the user may not send right now (forbiddenToSend), or None."""
+    return core.store.get_meta("sending-forbidden:" + user.name) or None
+
+
+def forbid_sending(core: JmapCore, user: "User | str", reason: str | None) -> None:
+    """Stop (reason given) or allow (None) a user's sending, as an administrator might."""
+    with core.store.transaction():
+        core.store.set_meta("sending-forbidden:" + core.user(user).name, reason or "")
+
+
+def check_sendable(headers: list[tuple[str, str]], identity_email: str) -> None:
+    """RFC 5322 §3.6 From/Sender rules (invalidEmail, listing every bad property),
+    then whether the Identity allows the From addresses (forbiddenFrom, §7.5)."""
+    fields = {name: [v for n, v in headers if n.lower() == name] for name in ("from", "sender")}
+    senders = [header_as_addresses(v) for v in fields["sender"]]
+    authors = header_as_addresses(fields["from"][-1]) if fields["from"] else []
+    problems = {}
+    if len(fields["from"]) != 1 or not authors or not all(is_mailbox_address(a["email"])
+                                                         for a in authors):
+        problems["from"] = "exactly one From field with valid addresses"
+    if len(senders) > 1 or (senders and len(senders[0]) != 1):
+        problems["sender"] = "at most one Sender field, of one address"
+    elif len(authors) > 1 and not senders:
+        problems["sender"] = "a Sender field, as the From field has several addresses"
+    if problems:
+        raise SetError("invalidEmail", "the Email needs " + "; ".join(problems.values()),
+                       properties=sorted(problems))
+    refused = [a["email"] for a in authors if not address_allowed(identity_email, a["email"])]
+    if refused:
+        raise SetError("forbiddenFrom", f"the Identity ({identity_email}) does not allow "
+                       f"sending as {refused[0]}")
+
+
+def derived_envelope(headers: list[tuple[str, str]], identity_email: str) -> dict:
+    """§7 "If the envelope property is null or omitted": Sender or From, and the
+    deduplicated To, Cc and Bcc addresses, no parameters."""
+    def addresses(name: str) -> list[str]:
+        return [a["email"] for raw in (v for n, v in headers if n.lower() == name)
+                for a in header_as_addresses(raw)]
+    author = (addresses("sender") or addresses("from"))[:1]
+    mail_from = author[0] if author and address_allowed(identity_email, author[0]) \
+        else identity_email
+    seen, recipients = set(), []
+    for address in addresses("to") + addresses("cc") + addresses("bcc"):
+        if address.lower() not in seen:
+            seen.add(address.lower())
+            recipients.append({"email": address, "parameters": None})
+    return {"mailFrom": {"email": mail_from, "parameters": None}, "rcptTo": recipients}
+
+
+def check_envelope(core: JmapCore, envelope: dict, identity_email: str, now: float) -> float:
+    """The §7.5 envelope errors; the time the message may leave (FUTURERELEASE)."""
+    mail_from = envelope["mailFrom"]["email"]
+    if mail_from and not (is_mailbox_address(mail_from)
+                          and address_allowed(identity_email, mail_from)):
+        raise SetError("forbiddenMailFrom", f"the Identity ({identity_email}) does not allow "
+                       f"the envelope sender {mail_from!r}")
+    send_at = _release_time(core, envelope["mailFrom"].get("parameters") or {}, now)
+    recipients = envelope["rcptTo"]
+    if not recipients:
+        raise SetError("noRecipients", "the envelope has no rcptTo address")
+    invalid = [a["email"] for a in recipients if not is_mailbox_address(a["email"])]
+    if invalid:
+        raise SetError("invalidRecipients", f"not an address: {invalid[0]!r}",
+                       invalidRecipients=invalid)
+    if any(a.get("parameters") for a in recipients):
+        raise SetError.invalid_properties(["envelope"], "envelope: jmapd supports no RCPT TO "
+                                          "parameters (see submissionExtensions)")
+    limit = core.limits["maxRecipients"]
+    if len(recipients) > limit:
+        raise SetError("tooManyRecipients", f"{len(recipients)} recipients; at most {limit}",
+                       maxRecipients=limit)
+    return send_at
+
+
+def _release_time(core: JmapCore, parameters: dict, now: float) -> float:
+    """Check MAIL FROM parameters against submissionExtensions; HOLDFOR or HOLDUNTIL
+    (RFC 4865 §3) put off the release, up to maxDelayedSend."""
+    given = {name.upper(): value for name, value in parameters.items()}
+    supported = submission_extensions(core)
+    unknown = [n for n in given if MAIL_PARAMETERS.get(n) not in supported]
+    problem = f"MAIL FROM parameter {unknown[0]} is not supported" if unknown else None
+    if given.get("BODY", "7BIT").upper() not in ("7BIT", "8BITMIME"):
+        problem = "BODY is 7BIT or 8BITMIME"
+    if "SMTPUTF8" in given and given["SMTPUTF8"] is not None:
+        problem = "SMTPUTF8 takes no value"
+    if not re.fullmatch(r"[0-9]{1,18}", given.get("SIZE", "0") or "x"):
+        problem = "SIZE is a number of octets"
+    hold, problem = _hold_seconds(given, now, problem)
+    if problem is None and hold > core.limits["maxDelayedSend"]:
+        problem = f"a hold of {hold:.0f} s is beyond maxDelayedSend"
+    if problem:
+        raise SetError.invalid_properties(["envelope"], "envelope: " + problem)
+    return now + max(hold, 0)
+
+
+def _hold_seconds(given: dict, now: float, problem: str | None) -> tuple[float, str | None]:
+    if "HOLDFOR" in given and "HOLDUNTIL" in given:
+        return 0, "HOLDFOR and HOLDUNTIL exclude each other (RFC 4865 §3)"
+    if "HOLDFOR" in given:
+        value = given["HOLDFOR"] or ""
+        return (int(value), problem) if re.fullmatch(r"[0-9]{1,9}", value) else \
+            (0, "HOLDFOR is a number of seconds")
+    if "HOLDUNTIL" in given:
+        value = given["HOLDUNTIL"] or ""
+        if not Date.accepts(value):
+            return 0, "HOLDUNTIL is an RFC 3339 date-time"
+        return _utc_seconds(value) - now, problem
+    return 0, problem
+
+
+@datatype
+class EmailSubmission(DataType):
+    """RFC 8621 §7: the sending of an Email, and what became of it."""
+
+    name = "EmailSubmission"
+    capability = URN_SUBMISSION
+    id_prefix = "S"
+    properties = {
+        "id": Prop(Id, server_set=True, immutable=True),
+        "identityId": Prop(Id, immutable=True, reference="Identity"),
+        "emailId": Prop(Id, immutable=True, reference="Email"),
+        "threadId": Prop(Id, server_set=True, immutable=True),
+        "envelope": Prop(Envelope, nullable=True, immutable=True, default=None),
+        "sendAt": Prop(UTCDate, server_set=True, immutable=True),
+        "undoStatus": Prop(one_of(*UNDO_STATUSES)),  # server-set on create (§7)
+        "deliveryStatus": Prop(AnyJson, nullable=True, server_set=True, default=None),
+        "dsnBlobIds": Prop(list_of(Id), server_set=True, default=()),
+        "mdnBlobIds": Prop(list_of(Id), server_set=True, default=()),
+    }
+    filters = {
+        "identityIds": _ids_in("identityId"), "emailIds": _ids_in("emailId"),
+        "threadIds": _ids_in("threadId"),
+        "undoStatus": Filter("equals", "undoStatus", one_of(*UNDO_STATUSES)),
+        "before": _send_at_compared("<"), "after": _send_at_compared(">="),
+    }
+    # §7.3 names the sort "sentAt" though the property is sendAt: both are accepted
+    sorts = {"emailId": Sort("emailId"), "threadId": Sort("threadId"),
+             "sentAt": Sort("sendAt"), "sendAt": Sort("sendAt")}
+    sql_functions = {"jmap_utc_seconds": lambda value: _utc_seconds(value) if value else None}
+    set_arguments = {
+        "onSuccessUpdateEmail": (_nullable(map_of(AnyJson, key=IdOrCreationRef)), None),
+        "onSuccessDestroyEmail": (_nullable(list_of(IdOrCreationRef)), None),
+    }
+
+    def before_create(self, context: SetContext, given: dict,
+                      base: dict | None) -> tuple[dict, dict | None]:
+        if "undoStatus" in given:
+            raise SetError.invalid_properties(["undoStatus"], "undoStatus is set by the "
+                                              "server on create (RFC 8621 §7)")
+        if given.get("envelope", MISSING) is None:  # §7: null means "derive it", shown back
+            given = {k: v for k, v in given.items() if k != "envelope"}
+        return given, {**(base or {}), "undoStatus": "final"}  # derive() decides
+
+    def derive(self, context: SetContext, object_id: str, record: dict) -> dict:
+        """Check the message and envelope (§7.5), then queue the message for sending."""
+        store, user = context.store, context.call.user
+        email = store.get_objects(context.account.id, "Email", [record["emailId"]])
+        email = email[record["emailId"]]
+        identity = store.get_objects(context.account.id, "Identity", [record["identityId"]])
+        identity = identity[record["identityId"]]
+        reason = sending_forbidden(context.call.core, user)
+        if reason is not None:
+            raise SetError("forbiddenToSend", reason)
+        raw = blob_content(store, email["blobId"]) or b""
+        limit = context.call.core.limits["maxSizeSubmission"]
+        if len(raw) > limit:
+            raise SetError("tooLarge", f"the message is {len(raw)} octets; at most {limit} "
+                           "may be sent", maxSize=limit)
+        headers, _ = split_header_block(raw, 0, len(raw))
+        check_sendable(headers, identity["email"])
+        envelope = record["envelope"] or derived_envelope(headers, identity["email"])
+        send_at = check_envelope(context.call.core, envelope, identity["email"], context.now)
+        recipients = list(dict.fromkeys(a["email"] for a in envelope["rcptTo"]))
+        message = header_fields_removed(raw, {"bcc"})  # §7.5: "MUST remove any Bcc"
+        message_ids = header_value(headers, "message-id", "asMessageIds", False) or [None]
+        context.queued = {**getattr(context, "queued", {}), object_id: (
+            store.put_blob(message), message_ids[0], envelope["mailFrom"]["email"], recipients,
+            send_at)}
+        status = {"smtpReply": "250 2.0.0 queued", "delivered": "queued", "displayed": "unknown"}
+        return {**record, "threadId": email["threadId"], "envelope": envelope,
+                "sendAt": format_utc(datetime.datetime.fromtimestamp(send_at,
+                                                                     datetime.timezone.utc)),
+                "undoStatus": "pending" if send_at > context.now else "final",
+                "deliveryStatus": {r: dict(status) for r in recipients},
+                "dsnBlobIds": [], "mdnBlobIds": []}
+
+    def validate(self, context: SetContext, object_id: str, record: dict,
+                 existing: dict | None) -> None:
+        if existing is None or record["undoStatus"] == existing["undoStatus"]:
+            return
+        if record["undoStatus"] != "canceled":  # §7: a client may only cancel
+            raise SetError.invalid_properties(["undoStatus"], "undoStatus may only be set "
+                                              "to \"canceled\"")
+        if existing["undoStatus"] != "pending":
+            raise SetError("cannotUnsend", f"the submission is {existing['undoStatus']}: "
+                           "its message has left and cannot be recalled")
+
+    def after_write(self, context: SetContext, object_id: str, record: dict | None,
+                    existing: dict | None) -> None:
+        context.succeeded = {**getattr(context, "succeeded", {}),
+                             object_id: (record or existing)["emailId"]}
+        account_id = context.account.id
+        if existing is None:
+            blob_id, message_id, mail_from, recipients, send_at = context.queued.pop(object_id)
+            context.store.queue_outgoing(account_id, object_id, blob_id, message_id, mail_from,
+                                         recipients, send_at)
+            if record["undoStatus"] == "final":
+                for send in SEND_SUBMISSION:
+                    send(context.call.core, account_id, object_id)
+        elif record and record["undoStatus"] == "canceled" != existing["undoStatus"]:
+            context.store.finish_outgoing(account_id, object_id, "canceled")
+
+    def created_view(self, call: MethodCall, account: Account, object_id: str, record: dict,
+                     given: dict) -> dict:
+        """What was stored once the send was tried (deliveryStatus may have moved)."""
+        stored = call.store.get_objects(account.id, self.name, [object_id])[object_id]
+        return super().created_view(call, account, object_id, stored, given)
+
+    def after_set(self, context: SetContext, response: dict) -> None:
+        """§7.5: one implicit Email/set for the submissions that succeeded."""
+        succeeded = getattr(context, "succeeded", {})
+        def email_of(reference: str) -> str | None:
+            return succeeded.get(context.call.resolve_creation_id(reference) or "")
+        updates = context.extra["onSuccessUpdateEmail"] or {}
+        update = {email_of(k): patch for k, patch in updates.items() if email_of(k)}
+        destroy = [email_of(k) for k in context.extra["onSuccessDestroyEmail"] or []
+                   if email_of(k)]
+        if update or destroy:
+            context.call.then = ("Email/set", {"accountId": context.account.id,
+                                               "update": update or None,
+                                               "destroy": list(dict.fromkeys(destroy)) or None})
+
+
 # --- 9.7 VacationResponse (RFC 8621 §8) ----------------------------------------
 # One object per account, id "singleton": it cannot be created or destroyed, and it
 # exists from the account's start (written at modseq 0, so it moves no state). The
-# auto-reply itself belongs to delivery (section 10) and comes with sending.
+# auto-reply itself is delivery's (section 10.2).
 
 URN_VACATION = "urn:ietf:params:jmap:vacationresponse"  # RFC 8621 §1.3.3
 capability(URN_VACATION, lambda core: {}, lambda core, account: {})
@@ -4435,6 +4986,11 @@ class VacationResponse(DataType):
     def before_destroy(self, context: SetContext, object_id: str, record: dict) -> None:
         raise SetError("singleton", "the VacationResponse cannot be destroyed")
 
+    def after_write(self, context: SetContext, object_id: str, record: dict | None,
+                    existing: dict | None) -> None:
+        """New settings start a new period: every sender may be answered once again."""
+        context.store.forget_vacation_replies(context.account.id)
+
 
 def create_vacation_response(core: JmapCore, user: User) -> None:
     """Every account has its singleton, disabled (RFC 8621 §8)."""
@@ -4447,22 +5003,60 @@ ACCOUNT_SETUP.append(create_vacation_response)
 # =============================================================================
 # 10. Delivery
 # =============================================================================
-# RFC 8621 §7 (later) and RFC 5321 local delivery: the one path every arriving
-# message takes (the embedding API's deliver(), later EmailSubmission, SMTP and
-# Sieve): store the octets, then Email/import through the public core, so filing,
-# threading, counts and state changes are those of any import.
+# The one path every message takes. Arriving mail (the embedding API's deliver(),
+# EmailSubmission to a local user, a vacation reply, later SMTP and Sieve) is stored,
+# then imported through the public core into the Inbox, so filing, threading,
+# counts and state changes are those of any Email/import; then the recipient's
+# vacation response may answer (RFC 3834, RFC 5230), and a report (MDN or DSN)
+# about a message the recipient sent is filed with its EmailSubmission (RFC 8621 §7).
+# Mail for anyone else goes to the outbox, as data: `core.outbox`; once the write
+# commits, `core.relay` (section 14's --relay) and `core.outbox_listeners` get it.
+
+VACATION_PERIOD_SECONDS = 7 * 86400  # RFC 5230 §4.1: one reply per sender per 7 days
+# RFC 5230 §4.6: senders that are lists or robots, never answered
+ROBOT_SENDERS = re.compile(r"(?i)(owner-.*|.*-request|listserv|listproc|majordomo|"
+                           r"mailer-daemon|no-?reply)")
+DEFAULT_VACATION_TEXT = "I am away at the moment and will read your message when I return."
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A message sent to recipients outside this server: what --relay forwards."""
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    raw: bytes
+    sent_at: str                       # UTCDate
+    account_id: str | None = None      # the sender's account and EmailSubmission, if any
+    submission_id: str | None = None
+
+    @property
+    def message(self) -> email.message.EmailMessage:
+        """The message parsed by the standard library, for tests to read."""
+        return email.message_from_bytes(self.raw, policy=email.policy.default)
+
 
 def user_for_address(core: JmapCore, recipient: str) -> User | None:
-    """A login by name or by its address (case-insensitive)."""
+    """A login by name or by its address or sub-address (case-insensitive)."""
     found = core.store.user(recipient)
     if found:
         return found
-    return next((u for u in core.users() if u.email.lower() == recipient.lower()), None)
+    return next((u for u in core.users() if may_send_as(u.email, recipient)), None)
+
+
+def trace_fields(core: JmapCore, mail_from: str | None, via: str) -> bytes:
+    """The Received (and, for final delivery, Return-Path) fields an MTA adds (RFC 5321 §4.4)."""
+    stamp = email.utils.format_datetime(core.clock.now())
+    fields = f"Received: by jmapd ({via}); {stamp}\r\n"
+    if mail_from is not None:
+        fields = f"Return-Path: <{mail_from}>\r\n" + fields
+    return fields.encode()
 
 
 def deliver_message(core: JmapCore, raw: bytes, to: str | Iterable[str],
-                    keywords: Iterable[str] = (), received_at: str | None = None) -> dict:
-    """Deliver raw RFC 5322 octets to each local recipient's Inbox; {recipient: Email id}."""
+                    keywords: Iterable[str] = (), received_at: str | None = None,
+                    mail_from: str | None = None) -> dict:
+    """Deliver raw RFC 5322 octets to each local recipient's Inbox; {recipient: Email id}.
+    mail_from is the envelope sender, whom a vacation response answers."""
     recipients = [to] if isinstance(to, str) else list(to)
     delivered = {}
     for recipient in recipients:
@@ -4470,29 +5064,271 @@ def deliver_message(core: JmapCore, raw: bytes, to: str | Iterable[str],
         if user is None:
             raise ValueError(f"no local user {recipient!r}")
         with core.as_administrator(), core.store.transaction():
-            inbox = core.call(user, "Mailbox/query", {"accountId": user.account_id,
-                                                      "filter": {"role": "inbox"}})["ids"]
-            if not inbox:
-                raise ValueError(f"{user.name} has no Mailbox with the inbox role")
-            blob = upload_blob(core, user, user.account_id, raw, "message/rfc822")
-            email = {"blobId": blob["blobId"], "mailboxIds": {inbox[0]: True},
-                     "keywords": dict.fromkeys(keywords, True)}
-            if received_at:
-                email["receivedAt"] = received_at
-            result = core.call(user, "Email/import", {"accountId": user.account_id,
-                                                      "emails": {"m": email}})
-        if result["notCreated"]:
-            raise ValueError(f"not delivered to {recipient}: {result['notCreated']['m']}")
-        delivered[recipient] = result["created"]["m"]["id"]
+            email_id, blob_id = _import_into_inbox(core, user, raw, keywords, received_at)
+            file_report(core, user, raw, blob_id)
+            answer_with_vacation_response(core, user, raw, mail_from)
+        delivered[recipient] = email_id
     return delivered
+
+
+def _import_into_inbox(core: JmapCore, user: User, raw: bytes, keywords: Iterable[str],
+                       received_at: str | None) -> tuple[str, str]:
+    inbox = core.call(user, "Mailbox/query", {"accountId": user.account_id,
+                                              "filter": {"role": "inbox"}})["ids"]
+    if not inbox:
+        raise ValueError(f"{user.name} has no Mailbox with the inbox role")
+    blob = upload_blob(core, user, user.account_id, raw, "message/rfc822")
+    email_ = {"blobId": blob["blobId"], "mailboxIds": {inbox[0]: True},
+              "keywords": dict.fromkeys(keywords, True)}
+    if received_at:
+        email_["receivedAt"] = received_at
+    result = core.call(user, "Email/import", {"accountId": user.account_id,
+                                              "emails": {"m": email_}})
+    if result["notCreated"]:
+        raise ValueError(f"not delivered to {user.name}: {result['notCreated']['m']}")
+    return result["created"]["m"]["id"], blob["blobId"]
+
+
+def send_message(core: JmapCore, mail_from: str, recipients: Iterable[str], raw: bytes,
+                 origin: tuple[str, str] | None = None) -> dict[str, dict]:
+    """Send to each recipient: local users get it in their Inbox, others through the
+    outbox. The DeliveryStatus per recipient (RFC 8621 §7, a synthetic smtpReply)."""
+    statuses, elsewhere = {}, []
+    for recipient in recipients:
+        user = user_for_address(core, recipient)
+        if user is None:
+            elsewhere.append(recipient)
+            statuses[recipient] = _status("250 2.0.0 handed to the relay", "queued") \
+                if core.relay else _status("250 2.0.0 kept in jmapd's outbox", "unknown")
+            continue
+        try:
+            deliver_message(core, trace_fields(core, mail_from, "local delivery") + raw,
+                            recipient, mail_from=mail_from)
+            statuses[recipient] = _status(f"250 2.1.5 delivered to {user.name}'s Inbox", "yes")
+        except ValueError as error:
+            statuses[recipient] = _status(f"550 5.2.0 {error}", "no")
+    if elsewhere:
+        sent = OutboxMessage(mail_from, tuple(elsewhere), trace_fields(core, None, "outbox")
+                             + raw, format_utc(core.clock.now()), *(origin or (None, None)))
+        core.store.after_commit(functools.partial(post_to_outbox, core, sent))
+    return statuses
+
+
+def _status(smtp_reply: str, delivered: str) -> dict:
+    return {"smtpReply": smtp_reply, "delivered": delivered, "displayed": "unknown"}
+
+
+def post_to_outbox(core: JmapCore, message: OutboxMessage) -> None:
+    core.outbox.append(message)
+    for listener in ([core.relay] if core.relay else []) + core.outbox_listeners:
+        listener(message)
+
+
+# --- 10.1 EmailSubmission's sending (RFC 8621 §7.5) ----------------------------
+
+def send_submission(core: JmapCore, account_id: str, submission_id: str) -> None:
+    """Send a queued submission now: deliver, then record each recipient's status."""
+    queued = core.store.outgoing(account_id, submission_id)
+    if queued is None or queued["state"] != "pending":
+        return
+    raw = core.store.blob_data(queued["blob_id"]) or b""
+    statuses = send_message(core, queued["mail_from"], queued["rcpt_to"], raw,
+                            (account_id, submission_id))
+    core.store.finish_outgoing(account_id, submission_id, "sent")
+    update_submission(core, account_id, submission_id, lambda s: {
+        **s, "undoStatus": "final", "deliveryStatus": {**(s["deliveryStatus"] or {}),
+                                                       **statuses}})
+
+
+SEND_SUBMISSION.append(send_submission)
+
+
+def update_submission(core: JmapCore, account_id: str, submission_id: str,
+                      change: Callable[[dict], dict]) -> None:
+    """Rewrite a live EmailSubmission (a destroyed one keeps no status: §7.5)."""
+    found = core.store.get_objects(account_id, "EmailSubmission", [submission_id])
+    if submission_id in found:
+        core.store.update_object(account_id, "EmailSubmission", submission_id,
+                                 change(found[submission_id]), core.now())
+
+
+def release_held_submissions(core: JmapCore) -> None:
+    """Send every held submission whose sendAt has come (FUTURERELEASE, RFC 4865)."""
+    now = core.now()
+    next_at = core.store.next_send_at()
+    if next_at is None or next_at > now:
+        return
+    with core.store.transaction():
+        for account_id, submission_id in core.store.due_outgoing(now):
+            send_submission(core, account_id, submission_id)
+
+
+DUE_WORK.append(release_held_submissions)
+
+
+def record_relay_result(core: JmapCore, message: OutboxMessage,
+                        replies: dict[str, tuple[str, str]]) -> None:
+    """What the relay answered per recipient: {address: (delivered, smtpReply)}."""
+    if message.submission_id is None:
+        return
+    with core.store.transaction():
+        update_submission(core, message.account_id, message.submission_id, lambda s: {
+            **s, "deliveryStatus": {**(s["deliveryStatus"] or {}), **{
+                rcpt: _status(reply, delivered) for rcpt, (delivered, reply) in replies.items()}}})
+
+
+# --- 10.2 Vacation responses (RFC 8621 §8, RFC 3834, RFC 5230) -----------------
+
+def answer_with_vacation_response(core: JmapCore, user: User, raw: bytes,
+                                  mail_from: str | None) -> None:
+    """Send the user's vacation response to the sender of a delivered message, if it is
+    on, the message is personal and not automatic, and this sender had none this period."""
+    settings = core.store.get_objects(user.account_id, "VacationResponse", [VACATION_ID])
+    settings = settings.get(VACATION_ID)
+    if not settings or not vacation_is_active(settings, core.now()):
+        return
+    headers, _ = split_header_block(raw, 0, len(raw))
+    sender = reply_address(headers, mail_from)
+    if sender is None or not deserves_auto_reply(headers, sender, user):
+        return
+    last = core.store.vacation_replied_at(user.account_id, sender.lower())
+    if last is not None and core.now() - last < VACATION_PERIOD_SECONDS:
+        return
+    core.store.record_vacation_reply(user.account_id, sender.lower(), core.now())
+    reply = vacation_reply(core, user, settings, headers, sender)
+    send_message(core, "", [sender], reply)  # RFC 3834 §3.3: a null return path
+
+
+def vacation_is_active(settings: dict, now: float) -> bool:
+    """§8: enabled, on or after fromDate and before toDate (either may be null)."""
+    starts, ends = settings.get("fromDate"), settings.get("toDate")
+    return bool(settings.get("isEnabled")) and (starts is None or _utc_seconds(starts) <= now) \
+        and (ends is None or now < _utc_seconds(ends))
+
+
+def reply_address(headers: list[tuple[str, str]], mail_from: str | None) -> str | None:
+    """Whom to answer: the envelope sender (RFC 3834 §4), else Return-Path, else From;
+    none for a null return path (bounces and other automatic mail)."""
+    if mail_from is not None:
+        return mail_from or None
+    for name in ("return-path", "sender", "from"):
+        raws = [v for n, v in headers if n.lower() == name]
+        if raws:
+            found = header_as_addresses(raws[0]) if name != "return-path" else [
+                {"email": raws[0].strip().strip("<>").strip()}]
+            address = found[0]["email"] if found else ""
+            return address if is_mailbox_address(address) else None
+    return None
+
+
+def deserves_auto_reply(headers: list[tuple[str, str]], sender: str, user: User) -> bool:
+    """RFC 3834 §2 and RFC 5230 §4.5-4.6: never to automatic mail, lists, robots or
+    oneself, and only to mail that names the user as a recipient."""
+    fields = {n.lower(): v.strip().lower() for n, v in headers}
+    if fields.get("auto-submitted", "no").split(";")[0].strip() != "no":
+        return False
+    if fields.get("precedence") in ("bulk", "list", "junk") or any(
+            name.startswith("list-") for name in fields):
+        return False
+    if ROBOT_SENDERS.fullmatch(sender.rpartition("@")[0]) or may_send_as(user.email, sender):
+        return False
+    named = [a["email"] for n, v in headers if n.lower() in (
+        "to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc")
+        for a in header_as_addresses(v)]
+    return any(may_send_as(user.email, address) for address in named)
+
+
+def vacation_reply(core: JmapCore, user: User, settings: dict,
+                   headers: list[tuple[str, str]], sender: str) -> bytes:
+    """The auto-reply (RFC 3834 §3): Auto-Submitted, In-Reply-To and References set."""
+    def last(name: str) -> str | None:
+        values = [v for n, v in headers if n.lower() == name]
+        return values[-1] if values else None
+    identity = core.store.get_objects(user.account_id, "Identity", [PRIMARY_IDENTITY_ID])
+    name = identity.get(PRIMARY_IDENTITY_ID, {}).get("name") or user.full_name
+    subject = header_as_text(last("subject") or "")
+    reply = email.message.EmailMessage(policy=COMPOSE_POLICY)
+    reply["From"] = format_addresses([{"name": name, "email": user.email}])
+    reply["To"] = format_addresses([{"name": None, "email": sender}])
+    reply["Subject"] = settings.get("subject") or f"Auto: {subject or 'away'}"  # §3.1.5
+    reply["Date"] = email.utils.format_datetime(core.clock.now())
+    reply["Message-ID"] = f"<{core.new_id('v')}.{int(core.now())}@jmapd.local>"
+    original = header_as_message_ids(last("message-id") or "") or []
+    if original:
+        earlier = header_as_message_ids(last("references") or "") or []
+        reply["In-Reply-To"] = f"<{original[0]}>"
+        reply["References"] = " ".join(f"<{m}>" for m in earlier + original[:1])
+    reply["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
+    text, html_body = settings.get("textBody"), settings.get("htmlBody")
+    reply.set_content(text if text is not None else html_to_text(html_body) if html_body
+                      else DEFAULT_VACATION_TEXT)
+    if html_body:
+        reply.add_alternative(html_body, subtype="html")
+    return reply.as_bytes(policy=COMPOSE_POLICY)
+
+
+# --- 10.3 Reports about sent mail (RFC 8621 §7: dsnBlobIds, mdnBlobIds) ----------
+
+REPORT_KINDS = {"message/disposition-notification": "mdnBlobIds",  # RFC 8098
+                "message/delivery-status": "dsnBlobIds"}           # RFC 3464
+
+
+def file_report(core: JmapCore, user: User, raw: bytes, blob_id: str) -> None:
+    """A delivered MDN or DSN about a message this user sent: keep its blob with the
+    EmailSubmission and update that recipient's deliveryStatus."""
+    root = parse_mime(raw)
+    if root.type != "multipart/report" or len(root.sub_parts) < 2:
+        return
+    report = root.sub_parts[1]
+    key = REPORT_KINDS.get(report.type)
+    if key is None:
+        return
+    blocks = [split_header_block(block, 0, len(block))[0] for block in
+              re.split(rb"\r?\n\r?\n", raw[report.start:report.end]) if block.strip()]
+    fields = [{n.lower(): v.strip() for n, v in block} for block in blocks]
+    original = next((f["original-message-id"] for f in fields if "original-message-id" in f),
+                    None)
+    if original is None and len(root.sub_parts) > 2:
+        returned = root.sub_parts[2]
+        original = dict((n.lower(), v) for n, v in split_header_block(
+            raw, returned.start, returned.end)[0]).get("message-id")
+    for message_id in header_as_message_ids(original or "") or []:
+        for submission_id in core.store.outgoing_by_message_id(user.account_id, message_id):
+            core.store.add_blob_ref(user.account_id, blob_id, "submission:" + submission_id,
+                                    "message/rfc822", None)
+            update_submission(core, user.account_id, submission_id,
+                              lambda s: _with_report(s, key, blob_id, fields))
+
+
+def _with_report(submission: dict, key: str, blob_id: str, fields: list[dict]) -> dict:
+    """RFC 8621 §7: "displayed" from an MDN, "yes"/"no" from a DSN's Action."""
+    statuses = {k: dict(v) for k, v in (submission.get("deliveryStatus") or {}).items()}
+    for block in fields:
+        recipient = block.get("final-recipient", "").partition(";")[2].strip()
+        if recipient not in statuses:
+            continue
+        if key == "mdnBlobIds" and block.get("disposition", "").rpartition(";")[2].strip(
+                ).lower().startswith("displayed"):
+            statuses[recipient]["displayed"] = "yes"
+        action = block.get("action", "").lower()
+        if key == "dsnBlobIds" and action in ("delivered", "failed"):
+            statuses[recipient]["delivered"] = "yes" if action == "delivered" else "no"
+            code = block.get("diagnostic-code", "").partition(";")[2].strip()
+            statuses[recipient]["smtpReply"] = code or statuses[recipient]["smtpReply"]
+    return {**submission, key: [*submission.get(key, []), blob_id],
+            "deliveryStatus": statuses or submission.get("deliveryStatus")}
 
 # =============================================================================
 # 11. Push (logic)
 # =============================================================================
-# RFC 8620 §7: StateChange objects from the change feed, and the EventSource
-# (§7.3) wire format. Sans-IO: section 14 holds the connection and writes what these
-# functions return. Event ids are feed sequence numbers, so a reconnecting client's
-# Last-Event-ID says which changes it missed.
+# RFC 8620 §7: StateChange objects from the change feed, the EventSource (§7.3)
+# wire format, and PushSubscription (§7.2) with the POSTs it is owed, as data.
+# Sans-IO: section 14 holds the connections and sends what these functions return.
+# Event ids are feed sequence numbers, so a reconnecting client's Last-Event-ID
+# says which changes it missed. A subscription gets nothing but its PushVerification
+# until the client has set the code that verification carried.
+
+# --- 11.1 StateChange and EventSource (RFC 8620 §7.1, §7.3) -------------------
 
 PING_LIMITS = (1, 3600)  # §7.3: a minimum no higher than 30, a maximum no lower than 300
 
@@ -4538,6 +5374,268 @@ def sse_event(name: str, data: dict, event_id: int | None = None) -> bytes:
     """One text/event-stream event (the data is one line of JSON)."""
     lines = [f"event: {name}"] + ([f"id: {event_id}"] if event_id is not None else [])
     return ("\n".join(lines + [f"data: {json.dumps(data, separators=(',', ':'))}"]) + "\n\n").encode()
+
+
+# --- 11.2 PushSubscription (RFC 8620 §7.2) -----------------------------------
+# A subscription belongs to the user, not to an account: its objects live in a
+# hidden per-user account ("push:" + user name, never an Id, listed in no session).
+# The code the server sends is kept in the record under VERIFICATION_KEY, which no
+# method reads or writes. PushOutbox turns change-feed entries into PushMessages.
+
+PUSH_MAX_LIFETIME = 7 * 86400  # §7.2: Basic credentials never expire: cap at 7 days (≥ 48 h)
+PUSH_TTL_SECONDS = 86400       # RFC 8030 §5.2 TTL header: how long a push service keeps it
+CAPTURED_PUSH_HOST = "push.jmapd.test"  # RFC 6761 .test: kept in core.pushes, never sent
+PUSH_ACCOUNT_PREFIX = "push:"  # ':' is in no Id (§1.2) and in no user name (add_user)
+VERIFICATION_KEY = "_verificationSent"  # stored beside the properties, never shown
+KEYS_UNSUPPORTED = ("keys: jmapd cannot encrypt pushes: RFC 8291 needs ECDH P-256 and "
+                    "AES-128-GCM, which Python's standard library lacks; create the "
+                    "subscription without keys")
+
+
+def push_account_id(user_name: str) -> str:
+    return PUSH_ACCOUNT_PREFIX + user_name
+
+
+def push_account_user(account_id: str) -> str | None:
+    """The user whose push subscriptions this hidden account holds, or None."""
+    if account_id.startswith(PUSH_ACCOUNT_PREFIX):
+        return account_id[len(PUSH_ACCOUNT_PREFIX):]
+    return None
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: a receiver on this machine."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def push_url_problem(url: str, allow_http: bool) -> str | None:
+    """Why a push url is refused, or None (§7.2: it MUST begin with "https://")."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "url: not a URL (it contains spaces or control characters)"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, _ = parts.hostname, parts.port  # a bad port raises here
+    except ValueError:
+        return "url: not an absolute URL"
+    if parts.scheme not in ("https", "http") or not host:
+        return "url: must be an absolute URL beginning with https:// (RFC 8620 §7.2)"
+    if parts.scheme == "http" and not allow_http:
+        return ("url: must begin with https:// (RFC 8620 §7.2); for a receiver on this "
+                "machine start jmapd with --allow-http-push, or use "
+                f"https://{CAPTURED_PUSH_HOST}/NAME to capture pushes in-process")
+    if parts.scheme == "http" and not is_loopback_host(host):
+        return ("url: --allow-http-push lifts the https rule only for loopback receivers "
+                "(127.0.0.0/8, ::1, localhost)")
+    return None
+
+
+def is_verified(record: dict) -> bool:
+    """§7.2.2: the client has set the code the server sent."""
+    code = record.get("verificationCode")
+    return code is not None and code == record.get(VERIFICATION_KEY)
+
+
+def is_expired(record: dict, now: float) -> bool:
+    """§7.2: no request to the url after `expires`."""
+    return record.get("expires") is not None and _utc_seconds(record["expires"]) <= now
+
+
+def narrow_expires(record: dict, now: float) -> str | None:
+    """§7.2: the server sets an expiry if none is given and shortens one too far off;
+    one not in the future is refused (the problem is returned)."""
+    latest = now + PUSH_MAX_LIFETIME
+    given = record.get("expires")
+    if given is not None and _utc_seconds(given) <= now:
+        return "expires: must be in the future"
+    if given is None or _utc_seconds(given) > latest:
+        record["expires"] = format_utc(datetime.datetime.fromtimestamp(
+            latest, datetime.timezone.utc))
+    return None
+
+
+def _code_matches(given: Any, sent: str) -> bool:
+    return isinstance(given, str) and secrets.compare_digest(given.encode(), sent.encode())
+
+
+@datatype
+class PushSubscription(DataType):
+    """RFC 8620 §7.2: a url the server POSTs StateChanges to, once verified."""
+
+    name = "PushSubscription"
+    capability = URN_CORE
+    id_prefix = "P"
+    methods = ("get", "set")
+    per_user = True
+    properties = {
+        "id": Prop(Id, server_set=True, immutable=True),
+        "deviceClientId": Prop(String, immutable=True),
+        "url": Prop(String, immutable=True),
+        "keys": Prop(record_of({"p256dh": String, "auth": String}), nullable=True,
+                     default=None, immutable=True),
+        "verificationCode": Prop(String, nullable=True, default=None),
+        "expires": Prop(UTCDate, nullable=True, default=None),
+        "types": Prop(list_of(String), nullable=True, default=None),
+    }
+    # §7.2.1: url and keys are never returned; without `properties`, all but those two
+    default_properties = ("id", "deviceClientId", "verificationCode", "expires", "types")
+
+    def user_account(self, call: MethodCall) -> Account:
+        account_id = push_account_id(call.user.name)
+        call.store.add_hidden_account(account_id, f"push subscriptions of {call.user.name}")
+        return Account(account_id, account_id, call.user.name, False)
+
+    def render(self, call: MethodCall, account: Account, records: dict[str, dict],
+               wanted: list[str], extra: dict) -> dict[str, dict]:
+        if "url" in wanted or "keys" in wanted:  # §7.2.1: "MUST be rejected ... forbidden"
+            raise MethodError("forbidden", "url and keys are never returned (RFC 8620 §7.2.1)")
+        return super().render(call, account, records, wanted, extra)
+
+    def stored(self, record: dict) -> dict:
+        kept = super().stored(record)
+        if VERIFICATION_KEY in record:
+            kept[VERIFICATION_KEY] = record[VERIFICATION_KEY]
+        return kept
+
+    def before_create(self, context: SetContext, given: dict,
+                      base: dict | None) -> tuple[dict, dict | None]:
+        """§7.2.2: the code "MUST contain sufficient entropy": 128 random bits."""
+        return given, {**(base or {}), VERIFICATION_KEY: secrets.token_hex(16)}
+
+    def validate(self, context: SetContext, object_id: str, record: dict,
+                 existing: dict | None) -> None:
+        problems = {}
+        if existing is None:
+            problems["url"] = push_url_problem(record["url"], context.call.core.allow_http_push)
+            problems["keys"] = KEYS_UNSUPPORTED if record["keys"] is not None else None
+            if record["verificationCode"] is not None:  # §7.2 "MUST be null ... when created"
+                problems["verificationCode"] = "verificationCode: must be null on create"
+        elif record["verificationCode"] != existing.get("verificationCode") and not \
+                _code_matches(record["verificationCode"], record[VERIFICATION_KEY]):
+            problems["verificationCode"] = ("verificationCode: not the code the server "
+                                            "pushed to the url (RFC 8620 §7.2.2)")
+        if existing is None or record["expires"] != existing.get("expires"):
+            problems["expires"] = narrow_expires(record, context.now)
+        problems = {name: text for name, text in problems.items() if text}
+        if problems:
+            raise SetError.invalid_properties(problems, "; ".join(problems.values()))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PushMessage:
+    """One POST owed to a push subscription's url (§7.2): made here, sent in section 14."""
+    subscription_id: str
+    user: str
+    url: str
+    body: dict
+    ttl: int = PUSH_TTL_SECONDS
+
+    @property
+    def is_verification(self) -> bool:
+        return self.body.get("@type") == "PushVerification"
+
+
+def merge_state_changes(older: dict, newer: dict) -> dict:
+    """§7: StateChanges not yet sent coalesce; the later state of each type wins."""
+    changed = {account: dict(states) for account, states in older["changed"].items()}
+    for account, states in newer["changed"].items():
+        changed.setdefault(account, {}).update(states)
+    return {"@type": "StateChange", "changed": changed}
+
+
+class PushOutbox:
+    """Sans-IO: the POSTs owed to push subscriptions, worked out from change-feed
+    entries. `collect(entries)` (or `poll()`, which reads the feed without waiting)
+    returns PushMessages to send; those to CAPTURED_PUSH_HOST go to core.pushes.
+    Subscriptions are read from the store once, then again only when the feed shows
+    that user's hidden push account changed."""
+
+    def __init__(self, core: JmapCore) -> None:
+        self.core = core
+        self.after = core.feed.sequence
+        self.subscriptions: dict[str, dict[str, dict]] | None = None  # user -> id -> record
+        self.verification_sent: set[str] = set()
+
+    def poll(self) -> list[PushMessage]:
+        return self.collect(self.core.feed.wait(self.after, 0))
+
+    def collect(self, entries: list[tuple[int, dict]]) -> list[PushMessage]:
+        messages = []
+        if self.subscriptions is None:  # the first look: every user's subscriptions
+            self.subscriptions = {}
+            for user in self.core.users():
+                messages += self._reload(user.name)
+        for sequence, changed in entries:
+            self.after = max(self.after, sequence)
+            for account_id in changed:
+                user_name = push_account_user(account_id)
+                if user_name is not None:
+                    messages += self._reload(user_name)
+            messages += self._state_changes(changed)
+        return self._capture(messages)
+
+    def _reload(self, user_name: str) -> list[PushMessage]:
+        """Re-read one user's subscriptions; the verifications owed to new ones."""
+        with self.core.store.transaction():
+            records = self.core.store.get_objects(push_account_id(user_name),
+                                                  PushSubscription.name, None)
+        gone = set(self.subscriptions.get(user_name, {})) - set(records)
+        self.verification_sent -= gone  # §7.2: a destroyed url is forgotten
+        self.subscriptions[user_name] = records
+        now = self.core.now()
+        owed = [PushMessage(object_id, user_name, record["url"], {
+                    "@type": "PushVerification", "pushSubscriptionId": object_id,
+                    "verificationCode": record[VERIFICATION_KEY]})
+                for object_id, record in records.items()
+                if object_id not in self.verification_sent and not is_verified(record)
+                and not is_expired(record, now)]
+        self.verification_sent.update(message.subscription_id for message in owed)
+        return owed
+
+    def _state_changes(self, changed: dict[str, dict[str, str]]) -> list[PushMessage]:
+        """§7.1: one StateChange per verified, unexpired subscription that sees a change."""
+        now, messages = self.core.now(), []
+        for user_name, records in self.subscriptions.items():
+            active = {object_id: record for object_id, record in records.items()
+                      if is_verified(record) and not is_expired(record, now)}
+            if not active:
+                continue
+            user = self.core.user(user_name)
+            for object_id, record in active.items():
+                types = None if record["types"] is None else set(record["types"])
+                change = state_change(self.core, user, changed, types)
+                if change:
+                    messages.append(PushMessage(object_id, user_name, record["url"], change))
+        return messages
+
+    def _capture(self, messages: list[PushMessage]) -> list[PushMessage]:
+        """POSTs to the reserved host are kept in core.pushes, with no network."""
+        kept = []
+        for message in messages:
+            if urllib.parse.urlsplit(message.url).hostname == CAPTURED_PUSH_HOST:
+                self.core.pushes.append({"url": message.url, "body": message.body,
+                                         "ttl": message.ttl,
+                                         "time": format_utc(self.core.clock.now())})
+            else:
+                kept.append(message)
+        return kept
+
+    def is_live(self, message: PushMessage) -> bool:
+        """Whether a queued POST may still go: its subscription exists with that url and
+        has not expired, and it is the verification or the subscription is verified."""
+        record = (self.subscriptions or {}).get(message.user, {}).get(message.subscription_id)
+        if record is None or record["url"] != message.url:
+            return False
+        if is_expired(record, self.core.now()):
+            return False
+        return message.is_verification or is_verified(record)
+
 
 # =============================================================================
 # 13. WebSocket (codec)
@@ -4894,8 +5992,9 @@ def changes_since(entries: list[tuple[int, dict]]) -> dict[str, dict[str, str]]:
 # 14. Network I/O
 # =============================================================================
 # The HTTP/1.1 transport (threaded, keep-alive) over the sans-IO core: routing,
-# authentication (Basic and Bearer), CORS, request bodies, problem details, and
-# serve() with the JmapServer it returns. Every error answer consumes or discards
+# authentication (Basic and Bearer), CORS, request bodies, problem details, the
+# PushSubscription deliverer (threads that POST what PushOutbox owes), and serve()
+# with the JmapServer it returns. Every error answer consumes or discards
 # the request body (or closes the connection), so a rejected body is never read
 # as the next request; no error body carries a traceback, path, SQL or version.
 
@@ -4999,6 +6098,13 @@ class JmapHTTPServer(http.server.ThreadingHTTPServer):
             log.debug("connection from %s ended: %s", client_address, error)
         else:
             log.error("connection from %s failed:\n%s", client_address, traceback.format_exc())
+
+    def trace_outbox(self, message: OutboxMessage) -> None:
+        """--trace: what left for the outbox (or the relay), headers only."""
+        head = message.raw.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+        with self.trace_lock:
+            print(f"--- outbox: MAIL FROM:<{message.mail_from}> RCPT TO:"
+                  + ",".join(f"<{r}>" for r in message.rcpt_to) + f"\n{head}", file=sys.stderr)
 
     def close_connections(self) -> None:
         with self.connections_lock:
@@ -5593,23 +6699,265 @@ class WebSocketConnection:
             self.close_sent = True
             with contextlib.suppress(OSError):
                 self.socket.sendall(encode_frame(Opcode.CLOSE, encode_close(code, reason)))
+class SmtpRelay:
+    """--relay HOST:PORT: forwards outbox messages over SMTP (e.g. to a capture server)
+    on its own thread, so a slow relay never holds up a request, and records each
+    recipient's reply on the EmailSubmission (RFC 8621 §7 deliveryStatus)."""
+
+    ATTEMPTS, BACKOFF_SECONDS = 3, (1, 5)
+
+    def __init__(self, core: JmapCore, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"--relay {address!r}: HOST:PORT")
+        self.core, self.host, self.port = core, host.strip("[]"), int(port)
+        self.pending: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="jmapd-relay", daemon=True)
+        self.thread.start()
+
+    def __call__(self, message: OutboxMessage) -> None:
+        self.pending.put(message)
+
+    def stop(self) -> None:
+        self.pending.put(None)
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        while (message := self.pending.get()) is not None:
+            replies = self._send(message)
+            with contextlib.suppress(sqlite3.ProgrammingError):  # the store closed meanwhile
+                record_relay_result(self.core, message, replies)
+
+    def _send(self, message: OutboxMessage) -> dict[str, tuple[str, str]]:
+        """{recipient: (delivered, smtpReply)} after up to ATTEMPTS tries."""
+        error: Exception | None = None
+        for attempt in range(self.ATTEMPTS):
+            try:
+                with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
+                    refused = smtp.sendmail(message.mail_from, list(message.rcpt_to), message.raw)
+                return {rcpt: ("no", f"{code} {text.decode(errors='replace')}")
+                        if rcpt in refused else ("unknown", f"250 2.0.0 relayed to "
+                                                 f"{self.host}:{self.port}")
+                        for rcpt in message.rcpt_to
+                        for code, text in [refused.get(rcpt, (250, b""))]}
+            except smtplib.SMTPRecipientsRefused as refusal:
+                return {rcpt: ("no", f"{code} {text.decode(errors='replace')}")
+                        for rcpt, (code, text) in refusal.recipients.items()}
+            except smtplib.SMTPResponseException as refusal:
+                if refusal.smtp_code >= 500:
+                    reply = f"{refusal.smtp_code} {refusal.smtp_error.decode(errors='replace')}"
+                    return dict.fromkeys(message.rcpt_to, ("no", reply))
+                error = refusal
+            except (OSError, smtplib.SMTPException) as failure:
+                error = failure
+            if attempt + 1 < self.ATTEMPTS:
+                time.sleep(self.BACKOFF_SECONDS[min(attempt, len(self.BACKOFF_SECONDS) - 1)])
+        log.warning("relay %s:%s failed: %s", self.host, self.port, error)
+        return dict.fromkeys(message.rcpt_to, ("no", f"554 5.4.4 relay {self.host}:{self.port} "
+                                               f"failed after {self.ATTEMPTS} attempts: {error}"))
+
+
+# --- PushSubscription delivery (RFC 8620 §7.2) ---------------------------------
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PushPolicy:
+    """How push POSTs are delivered; tests shorten the times (serve(push_policy=...))."""
+    timeout: float = 5.0       # seconds per POST: a slow endpoint holds one sender no longer
+    backoff: float = 1.0       # the first retry's delay; it doubles with each failure
+    max_backoff: float = 300.0
+    attempts: int = 5          # a POST that failed this many times is dropped
+    senders: int = 4           # sender threads, shared by all subscriptions
+
+
+def post_push(message: PushMessage, ssl_context: ssl.SSLContext | None,
+              timeout: float) -> tuple[int, str | None]:
+    """One POST: UTF-8 JSON and a TTL header (§7.2, RFC 8030 §5.2). No proxy, no
+    redirect is followed. Returns the HTTP status and any Retry-After."""
+    parts = urllib.parse.urlsplit(message.url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
+                                                 context=ssl_context)
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.request("POST", target, body=encode_json(message.body), headers={
+            "Content-Type": "application/json", "TTL": str(message.ttl)})
+        response = connection.getresponse()
+        response.read(65536)
+        return response.status, response.getheader("Retry-After")
+    finally:
+        connection.close()
+
+
+def _retry_after_seconds(value: str | None) -> float:
+    return float(value) if value and value.strip().isdigit() else 0.0
+
+
+class PushDeliverer:
+    """Carries out the PushOutbox's POSTs off the API's threads: one thread waits on
+    core.feed and queues what the outbox owes, a few senders POST. Each subscription
+    has its own queue (unsent StateChanges coalesce, so it stays short) and at most one
+    POST in flight; a failure retries after a doubling back-off, and a POST that failed
+    policy.attempts times is dropped. A dead or slow endpoint delays only itself."""
+
+    def __init__(self, core: JmapCore, policy: PushPolicy | None = None,
+                 ssl_context: ssl.SSLContext | None = None, allow_http: bool = False) -> None:
+        self.core, self.policy = core, policy or PushPolicy()
+        self.ssl_context, self.allow_http = ssl_context, allow_http
+        self.outbox = PushOutbox(core)
+        self.condition = threading.Condition()
+        self.queues: dict[str, list[PushMessage]] = {}  # subscription id -> unsent POSTs
+        self.due: dict[str, float] = {}                  # -> monotonic time of the next try
+        self.failures: dict[str, int] = {}               # -> failures of the queue's head
+        self.busy: set[str] = set()                      # -> a POST in flight
+        self.stats = {"sent": 0, "retried": 0, "dropped": 0}
+        self.stopping = False
+        self.threads = [threading.Thread(target=self._collect, name="jmapd-push-feed",
+                                         daemon=True)]
+        self.threads += [threading.Thread(target=self._send_loop, name=f"jmapd-push-{n}",
+                                          daemon=True) for n in range(self.policy.senders)]
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self) -> None:
+        with self.condition:
+            self.stopping = True
+            self.condition.notify_all()
+        for thread in self.threads:
+            thread.join(self.policy.timeout + 1)
+
+    def _collect(self) -> None:
+        entries: list = []
+        while not self.stopping:
+            try:
+                messages = self.outbox.collect(entries)
+            except Exception:  # the store closed under us, or a bug: never a dead thread
+                log.error("push: reading the change feed failed:\n%s", traceback.format_exc())
+                messages = []
+            for message in messages:
+                self.enqueue(message)
+            if self.core.feed.closed:
+                return
+            entries = self.core.feed.wait(self.outbox.after, 1.0)
+
+    def enqueue(self, message: PushMessage) -> None:
+        """Queue a POST; a StateChange joins one still unsent (§7: they coalesce)."""
+        with self.condition:
+            queue = self.queues.setdefault(message.subscription_id, [])
+            first_unsent = 1 if message.subscription_id in self.busy else 0
+            waiting = [i for i in range(first_unsent, len(queue))
+                       if not queue[i].is_verification]
+            if waiting and not message.is_verification:
+                older = queue[waiting[-1]]
+                queue[waiting[-1]] = dataclasses.replace(
+                    older, body=merge_state_changes(older.body, message.body))
+            else:
+                queue.append(message)
+            self.due.setdefault(message.subscription_id, 0.0)
+            self.condition.notify()
+
+    def _next_ready(self) -> tuple[str | None, float | None]:
+        """A subscription whose head POST may go now, else how long until one may."""
+        now, soonest = time.monotonic(), None
+        for subscription_id, queue in self.queues.items():
+            if queue and subscription_id not in self.busy:
+                if self.due[subscription_id] <= now:
+                    return subscription_id, None
+                wait = self.due[subscription_id] - now
+                soonest = wait if soonest is None else min(soonest, wait)
+        return None, soonest
+
+    def _send_loop(self) -> None:
+        while True:
+            with self.condition:
+                subscription_id, wait = self._next_ready()
+                while subscription_id is None:
+                    if self.stopping:
+                        return
+                    self.condition.wait(wait)
+                    subscription_id, wait = self._next_ready()
+                self.busy.add(subscription_id)
+                message = self.queues[subscription_id][0]
+            outcome, retry_after = self._attempt(message)
+            with self.condition:
+                self.busy.discard(subscription_id)
+                self._settle(subscription_id, outcome, retry_after)
+                self.condition.notify()
+
+    def _attempt(self, message: PushMessage) -> tuple[str, float]:
+        """"sent", "retry" (with a server-asked delay) or "drop"."""
+        if not self.outbox.is_live(message) or push_url_problem(message.url, self.allow_http):
+            return "drop", 0.0  # §7.2: destroyed, expired, or no longer an allowed url
+        if self.ssl_context is None and message.url.lower().startswith("https:"):
+            self.ssl_context = ssl.create_default_context()  # verifies against system CAs
+        try:
+            status, retry_after = post_push(message, self.ssl_context, self.policy.timeout)
+        except (OSError, http.client.HTTPException) as error:  # refused, timed out, TLS
+            log.info("push to subscription %s failed: %s", message.subscription_id, error)
+            return "retry", 0.0
+        if 200 <= status < 300:
+            return "sent", 0.0
+        if status == 429 or status >= 500:  # §7.2: a 429 MUST reduce the frequency
+            return "retry", _retry_after_seconds(retry_after)
+        log.info("push to subscription %s answered %d: dropped", message.subscription_id,
+                 status)
+        return "drop", 0.0
+
+    def _settle(self, subscription_id: str, outcome: str, retry_after: float) -> None:
+        queue = self.queues.get(subscription_id, [])
+        if outcome == "retry":
+            failures = self.failures.get(subscription_id, 0) + 1
+            if failures < self.policy.attempts:
+                self.failures[subscription_id] = failures
+                self.stats["retried"] += 1
+                delay = self.policy.backoff * 2 ** (failures - 1)
+                self.due[subscription_id] = time.monotonic() + min(
+                    max(delay, retry_after), self.policy.max_backoff)
+                return
+            log.warning("push to subscription %s: dropped after %d failures",
+                        subscription_id, failures)
+        self.stats["sent" if outcome == "sent" else "dropped"] += 1
+        self.failures.pop(subscription_id, None)
+        if queue:
+            queue.pop(0)
+        if not queue:
+            self.queues.pop(subscription_id, None)
+            self.due.pop(subscription_id, None)
 
 
 class JmapServer:
     """A running HTTP server around a JmapCore; what serve() returns.
 
     Attributes: url, session_url, users (User objects with name, password, token,
-    email, account_id), core. Use as a context manager or call stop().
+    email, account_id), core, pushes (the POSTs to https://push.jmapd.test/...,
+    captured: {url, body, ttl, time}). Use as a context manager or call stop().
+    allow_http_push lets push urls be http:// on loopback; push_ca is a PEM file of
+    extra CAs for https push receivers; push_policy sets timeouts and retries.
     """
 
     def __init__(self, core: JmapCore, host: str = "127.0.0.1", port: int = 0,
-                 cors_origin: str = "*", trace: bool = False) -> None:
+                 cors_origin: str = "*", trace: bool = False, relay: str | None = None, *,
+                 allow_http_push: bool = False, push_ca: str | None = None,
+                 push_policy: PushPolicy | None = None) -> None:
         self.core = core
+        core.allow_http_push = allow_http_push
+        tls = None  # the system's CAs, made at the first https push (30 ms), plus --push-ca
+        if push_ca:
+            tls = ssl.create_default_context()
+            tls.load_verify_locations(push_ca)  # a bad file stops the start, not a push
         self.httpd = JmapHTTPServer((host, port), core, cors_origin, trace)
+        self.relay = core.relay = SmtpRelay(core, relay) if relay else None
+        if trace:
+            core.outbox_listeners.append(self.httpd.trace_outbox)
+        self._stopping = threading.Event()
+        self.timer = threading.Thread(target=self._run_due_work, name="jmapd-timer", daemon=True)
+        self.timer.start()
         bound_host, bound_port = self.httpd.server_address[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"http://{shown}:{bound_port}"
         self.session_url = self.url + WELL_KNOWN_PATH
+        self.deliverer = PushDeliverer(core, push_policy, tls, allow_http_push)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="jmapd-http",
                                        kwargs={"poll_interval": 0.5}, daemon=True)
         self.thread.start()
@@ -5620,9 +6968,29 @@ class JmapServer:
         with contextlib.suppress(OSError):
             socket.create_connection((host, port), timeout=0.2).close()
 
+    def _run_due_work(self) -> None:
+        """Held submissions leave on time even when no request comes (section 10)."""
+        while not self._stopping.wait(0.5):
+            try:
+                self.core.run_due_work()
+            except sqlite3.ProgrammingError:
+                return  # the store closed: the server is stopping
+            except Exception:
+                log.error("due work failed:\n%s", traceback.format_exc())
+
     @property
     def users(self) -> list[User]:
         return self.core.users()
+
+    @property
+    def outbox(self) -> list[OutboxMessage]:
+        """What was sent to recipients outside this server, oldest first."""
+        return list(self.core.outbox)
+
+    @property
+    def pushes(self) -> list[dict]:
+        """The POSTs to https://push.jmapd.test/NAME urls, kept instead of sent."""
+        return self.core.pushes
 
     def user(self, name: str) -> User:
         return self.core.user(name)
@@ -5634,7 +7002,12 @@ class JmapServer:
 
     def stop(self) -> None:
         """Stop serving, close every connection, and close the store."""
-        self.core.feed.close()  # event streams end
+        self.core.feed.close()  # event streams and the push deliverer end
+        self.deliverer.stop()
+        self._stopping.set()
+        self.timer.join()
+        if self.relay:
+            self.relay.stop()
         if self.thread.is_alive():
             stopper = threading.Thread(target=self.httpd.shutdown)
             stopper.start()
@@ -5689,11 +7062,14 @@ def _seeded_core(seed: str | None, db: str, clock: Any, ids: Any,
 def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
           db: str = ":memory:", users: Iterable[str] = (), limits: dict | None = None,
           clock: Any = None, ids: Any = None, cors_origin: str = "*",
-          trace: bool = False) -> JmapServer:
+          trace: bool = False, relay: str | None = None, allow_http_push: bool = False,
+          push_ca: str | None = None, push_policy: PushPolicy | None = None) -> JmapServer:
     """Start jmapd in a background thread: `with serve(seed="demo") as server: ...`.
 
     seed: a registered seed name ("demo", "empty") or a JSON seed file, or None.
-    users: extra "NAME:PASSWORD" logins. Other arguments as for JmapCore and the CLI.
+    users: extra "NAME:PASSWORD" logins. relay: "HOST:PORT" of an SMTP server that
+    mail for outside recipients is forwarded to. Other arguments as for JmapCore,
+    JmapServer and the CLI (allow_http_push is --allow-http-push: a dev-only deviation).
     """
     core = _seeded_core(seed, db, clock, ids, limits)
     try:
@@ -5701,7 +7077,9 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
             name, _, password = spec.partition(":")
             if not core.store.user(name):
                 core.add_user(name, password)
-        return JmapServer(core, host, port, cors_origin, trace)
+        return JmapServer(core, host, port, cors_origin, trace, relay,
+                          allow_http_push=allow_http_push, push_ca=push_ca,
+                          push_policy=push_policy)
     except BaseException:
         core.close()
         raise
@@ -5716,8 +7094,10 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
 # to a JSON file: users and mailbox trees of your own (see fixtures/seeds/).
 
 DEMO_USERS = (  # fixed: every doc and tool relies on them
-    {"name": "alice", "password": "alice", "token": "token-alice", "email": "alice@example.com"},
-    {"name": "bob", "password": "bob", "token": "token-bob", "email": "bob@example.com"},
+    {"name": "alice", "password": "alice", "token": "token-alice", "email": "alice@example.com",
+     "full_name": "Alice Archer"},
+    {"name": "bob", "password": "bob", "token": "token-bob", "email": "bob@example.com",
+     "full_name": "Bob Baker"},
 )
 STANDARD_MAILBOXES = (  # (name, role), created in every new personal account
     ("Inbox", "inbox"), ("Drafts", "drafts"), ("Sent", "sent"), ("Archive", "archive"),
@@ -6107,6 +7487,7 @@ EXAMPLES = """examples:
   python jmapd.py --user carol:secret         add a login to the seed
   python jmapd.py --limit maxObjectsInGet=5   tiny limits prove a client batches
   python jmapd.py --trace                     print every request and response
+  python jmapd.py --allow-http-push           push to http://127.0.0.1:PORT/ receivers
 """
 
 
@@ -6129,8 +7510,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="Access-Control-Allow-Origin value (default *)")
     parser.add_argument("--deterministic", action="store_true",
                         help="fixed clock (2026-01-01T09:00:00Z) and sequential ids")
+    parser.add_argument("--allow-http-push", action="store_true",
+                        help="accept http:// PushSubscription urls on loopback receivers "
+                        "(127.0.0.0/8, ::1, localhost); dev only: RFC 8620 §7.2 says https")
+    parser.add_argument("--push-ca", metavar="FILE",
+                        help="PEM file of extra CAs trusted for https push receivers")
     parser.add_argument("--trace", action="store_true",
-                        help="pretty-print every request and response to stderr")
+                        help="pretty-print every request and response (and outbox mail) to stderr")
+    parser.add_argument("--relay", metavar="HOST:PORT",
+                        help="forward mail for recipients outside this server over SMTP "
+                        "(default: keep it in the outbox)")
     parser.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error"])
     parser.add_argument("--version", action="version", version=f"jmapd {__version__}")
@@ -6160,6 +7549,8 @@ def describe_server(server: JmapServer) -> str:
     if server.users:
         first = server.users[0]
         lines.append(f"  try:     curl -sL -u {first.name}:{first.password} {server.session_url}")
+    if server.core.allow_http_push:
+        lines.append("  push:    http:// urls allowed for loopback receivers (dev only)")
     lines.append("Ctrl-C stops the server.")
     return "\n".join(lines)
 
@@ -6179,7 +7570,9 @@ def main(argv: list[str] | None = None) -> int:
         clock, ids = (FixedClock(), SequentialIds()) if options.deterministic else (None, None)
         server = serve(options.seed, host=options.host, port=options.port, db=options.db,
                        users=options.user, limits=limits, clock=clock, ids=ids,
-                       cors_origin=options.cors_origin, trace=options.trace)
+                       cors_origin=options.cors_origin, trace=options.trace,
+                       relay=options.relay, allow_http_push=options.allow_http_push,
+                       push_ca=options.push_ca)
     except (ValueError, OSError, sqlite3.Error) as error:
         print(f"jmapd: {error}", file=sys.stderr)
         return 1

@@ -120,7 +120,7 @@ def test_help_shows_examples_and_every_option():
     result = run("--help")
     assert result.returncode == 0
     for option in ("--host", "--port", "--db", "--seed", "--user", "--trace", "--log-level",
-                   "--version", "--limit", "--cors-origin"):
+                   "--version", "--limit", "--cors-origin", "--allow-http-push", "--push-ca"):
         assert option in result.stdout, option
     assert "examples:" in result.stdout
     assert "python jmapd.py --seed demo" in result.stdout
@@ -231,6 +231,27 @@ def test_a_json_seed_file_defines_the_users_and_their_mailboxes(start, tmp_path)
     assert [(m["name"], m["role"]) for m in listed["list"]] == [("Inbox", "inbox")]
     assert server.request("GET", "/jmap/session", user="alice").status == 401
     assert server.stop() == 0, server.stderr
+
+
+def test_allow_http_push_accepts_a_loopback_receiver_and_says_so(start):
+    """RFC 8620 §7.2 wants https://; --allow-http-push (dev only) lifts it for loopback."""
+    plain = start("--seed", "demo")
+    server = start("--seed", "demo", "--allow-http-push")
+    assert "http:// urls allowed for loopback receivers" in server.banner
+    assert "http://" not in plain.banner.split("users:")[1].split("try:")[0]
+    create = {"create": {"k": {"deviceClientId": "d", "url": "http://127.0.0.1:9/push"}}}
+    refused = plain.call("PushSubscription/set", create)[1]["notCreated"]["k"]
+    assert (refused["type"], refused["properties"]) == ("invalidProperties", ["url"])
+    created = server.call("PushSubscription/set", create)[1]["created"]["k"]
+    assert created["id"]
+    assert plain.stop() == 0 and server.stop() == 0
+
+
+def test_a_push_ca_file_that_is_missing_exits_1(tmp_path):
+    """--push-ca names a PEM file; a missing one stops the start with a message."""
+    result = run("--port", "0", "--push-ca", str(tmp_path / "nope.pem"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("jmapd: ")
 
 
 def test_trace_prints_each_request_and_response_to_stderr(start):
