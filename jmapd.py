@@ -5993,8 +5993,9 @@ def changes_since(entries: list[tuple[int, dict]]) -> dict[str, dict[str, str]]:
 # =============================================================================
 # The HTTP/1.1 transport (threaded, keep-alive) over the sans-IO core: routing,
 # authentication (Basic and Bearer), CORS, request bodies, problem details, the
-# PushSubscription deliverer (threads that POST what PushOutbox owes), and serve()
-# with the JmapServer it returns. Every error answer consumes or discards
+# PushSubscription deliverer (threads that POST what PushOutbox owes), the WebSocket
+# connection loop (14.1), and serve() with the JmapServer it returns (14.2). Every
+# error answer consumes or discards
 # the request body (or closes the connection), so a rejected body is never read
 # as the next request; no error body carries a traceback, path, SQL or version.
 
@@ -6925,6 +6926,8 @@ class PushDeliverer:
             self.queues.pop(subscription_id, None)
             self.due.pop(subscription_id, None)
 
+
+# --- 14.2 The running server and serve() ------------------------------------
 
 class JmapServer:
     """A running HTTP server around a JmapCore; what serve() returns.
