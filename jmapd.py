@@ -5995,9 +5995,9 @@ def changes_since(entries: list[tuple[int, dict]]) -> dict[str, dict[str, str]]:
 # authentication (Basic and Bearer), CORS, request bodies, problem details, the
 # PushSubscription deliverer (threads that POST what PushOutbox owes), the WebSocket
 # connection loop (14.1), and serve() with the JmapServer it returns (14.2). Every
-# error answer consumes or discards
-# the request body (or closes the connection), so a rejected body is never read
-# as the next request; no error body carries a traceback, path, SQL or version.
+# error answer consumes or discards the request body (or closes the connection), so
+# a rejected body is never read as the next request; no error body carries a
+# traceback, path, SQL or version.
 
 MAX_DISCARD = 64_000_000  # an unread body up to this size is drained and the connection
                           # kept; a larger one is drained too, then the connection closed
