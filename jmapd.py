@@ -21,6 +21,7 @@ Map (the banners below carry the same numbers; `grep -n '^# [0-9]' jmapd.py`):
     9. Mail data types
    10. Delivery
    11. Push (logic)
+   13. WebSocket (codec)
    14. Network I/O
    16. Seeds
    17. Command line
@@ -58,12 +59,14 @@ __all__ = [
 import argparse
 import base64
 import codecs
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
 import email.message
 import email.policy
 import email.utils
+import enum
 import functools
 import hashlib
 import html
@@ -167,6 +170,7 @@ class Capability:
     urn: str
     session_value: Callable[["JmapCore"], dict]
     account_value: Callable[["JmapCore", "Account"], dict] | None = None
+    session_urls: Callable[[str], dict] | None = None  # base_url -> URL members to add
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -177,9 +181,11 @@ class MethodSpec:
     capability: str
 
 
-def capability(urn: str, session_value: Callable, account_value: Callable | None = None) -> None:
-    """Register a capability URN (RFC 8620 §2 `capabilities`)."""
-    CAPABILITIES[urn] = Capability(urn, session_value, account_value)
+def capability(urn: str, session_value: Callable, account_value: Callable | None = None,
+               session_urls: Callable | None = None) -> None:
+    """Register a capability URN (RFC 8620 §2 `capabilities`); session_urls(base_url)
+    gives members that are URLs on the request's origin, like apiUrl."""
+    CAPABILITIES[urn] = Capability(urn, session_value, account_value, session_urls)
 
 
 def method(name: str, capability: str) -> Callable:
@@ -261,7 +267,8 @@ SET_ERRORS = {
 
 HTTP_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
                405: "Method Not Allowed", 411: "Length Required", 413: "Content Too Large",
-               415: "Unsupported Media Type", 429: "Too Many Requests",
+               415: "Unsupported Media Type", 426: "Upgrade Required",
+               429: "Too Many Requests",
                500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
 
 
@@ -1710,6 +1717,9 @@ class JmapCore:
             + "?types={types}&closeafter={closeafter}&ping={ping}",
             "state": self.session_state(user),
         })
+        for urn, cap in self.capabilities.items():
+            if cap.session_urls:
+                content["capabilities"][urn].update(cap.session_urls(base_url))
         return content
 
     def _session_content(self, user: User) -> dict:
@@ -5764,14 +5774,366 @@ class PushOutbox:
 
 
 # =============================================================================
+# 13. WebSocket (codec)
+# =============================================================================
+# RFC 6455 framing and RFC 8887 message types, sans-IO: bytes in, frames and
+# messages out (FrameReader, MessageAssembler), encode_frame for the way back,
+# and the handshake checks. A protocol error raises FrameError carrying the close
+# code (§7.4.1) the connection must end with; section 14 sends it. We negotiate no
+# extension (§9), so every RSV bit must be 0. pushState is a feed sequence number.
+
+URN_WEBSOCKET = "urn:ietf:params:jmap:websocket"  # RFC 8887 §3
+WEBSOCKET_PATH = "/jmap/ws"
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+WEBSOCKET_VERSION = "13"  # RFC 6455 §4.2.1 item 6
+WEBSOCKET_SUBPROTOCOL = "jmap"  # RFC 8887 §4.2
+MAX_CONTROL_PAYLOAD = 125  # RFC 6455 §5.5
+
+
+class Opcode(enum.IntEnum):
+    """RFC 6455 §5.2 opcodes; the others (0x3-0x7, 0xB-0xF) are reserved."""
+    CONTINUATION = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+    @property
+    def is_control(self) -> bool:
+        return self >= 0x8  # RFC 6455 §5.5: the most significant opcode bit is 1
+
+
+class CloseCode(enum.IntEnum):
+    """RFC 6455 §7.4.1 status codes jmapd sends or must recognise."""
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    NO_STATUS = 1005       # never sent: what an empty Close payload means (§7.1.5)
+    INVALID_PAYLOAD = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    INTERNAL_ERROR = 1011
+
+
+# RFC 6455 §7.4.1-7.4.2: codes a peer may put in a Close frame; 1005, 1006 and 1015
+# are for reporting only, 1004 and 1012-2999 are reserved; 3000-4999 are registered
+# or private, and any of those is acceptable.
+SENDABLE_CLOSE_CODES = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011}
+
+
+class FrameError(Exception):
+    """A WebSocket protocol violation; the connection closes with close_code."""
+
+    def __init__(self, detail: str, close_code: CloseCode = CloseCode.PROTOCOL_ERROR) -> None:
+        super().__init__(detail)
+        self.close_code = close_code
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Frame:
+    """One RFC 6455 §5.2 frame, its payload already unmasked."""
+    opcode: Opcode
+    payload: bytes
+    fin: bool = True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Message:
+    """A complete data message (§5.4: the payloads of its fragments joined)."""
+    opcode: Opcode
+    payload: bytes
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode("utf-8")  # MessageAssembler validated it
+
+
+def apply_mask(payload: bytes, mask: bytes) -> bytes:
+    """RFC 6455 §5.3: XOR with the 4-octet key, repeated (the same both ways)."""
+    if not payload:
+        return payload
+    repeated = (mask * (len(payload) // 4 + 1))[:len(payload)]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(
+        len(payload), "big")
+
+
+class FrameReader:
+    """RFC 6455 §5.2 frames from a byte stream: feed(data), then frames().
+
+    require_mask: frames from a client MUST be masked (§5.1); max_payload bounds one
+    frame's payload before it is buffered (§10.4), closing with 1009 beyond it.
+    """
+
+    def __init__(self, max_payload: int, require_mask: bool = True) -> None:
+        self.buffer = bytearray()
+        self.max_payload = max_payload
+        self.require_mask = require_mask
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+
+    def frames(self) -> Iterator[Frame]:
+        """Every complete frame buffered so far; raises FrameError at the first bad one."""
+        while True:
+            header = self._parse_header()
+            if header is None:
+                return
+            opcode, fin, mask, start, length = header
+            if len(self.buffer) < start + length:
+                return
+            payload = bytes(self.buffer[start:start + length])
+            del self.buffer[:start + length]
+            yield Frame(opcode, apply_mask(payload, mask) if mask else payload, fin)
+
+    def _parse_header(self) -> tuple | None:
+        """(opcode, fin, mask key, payload offset, payload length), None if incomplete."""
+        if len(self.buffer) < 2:
+            return None
+        first, second = self.buffer[0], self.buffer[1]
+        if first & 0x70:  # RFC 6455 §5.2: RSV1-3 MUST be 0 unless an extension says
+            raise FrameError("reserved bits set without a negotiated extension")
+        try:
+            opcode = Opcode(first & 0x0F)
+        except ValueError:
+            raise FrameError(f"reserved opcode {first & 0x0F:#x}") from None
+        fin, masked, length = bool(first & 0x80), bool(second & 0x80), second & 0x7F
+        if opcode.is_control and (not fin or length > MAX_CONTROL_PAYLOAD):
+            raise FrameError("control frames are at most 125 octets and never "
+                             "fragmented (RFC 6455 §5.5)")
+        if self.require_mask and not masked:
+            raise FrameError("client frames must be masked (RFC 6455 §5.1)")
+        offset = 2
+        if length >= 126:
+            size = 2 if length == 126 else 8
+            if len(self.buffer) < 2 + size:
+                return None
+            length = int.from_bytes(self.buffer[2:2 + size], "big")
+            offset += size
+            if length >> 63:  # §5.2: the most significant bit MUST be 0
+                raise FrameError("payload length has its most significant bit set")
+        if length > self.max_payload:
+            raise FrameError(f"frame larger than {self.max_payload} octets",
+                             CloseCode.MESSAGE_TOO_BIG)
+        mask = b""
+        if masked:
+            if len(self.buffer) < offset + 4:
+                return None
+            mask, offset = bytes(self.buffer[offset:offset + 4]), offset + 4
+        return opcode, fin, mask, offset, length
+
+
+class MessageAssembler:
+    """RFC 6455 §5.4: joins fragments into Messages; control frames pass through.
+
+    Text is validated as UTF-8 frame by frame (§8.1), so a bad sequence fails fast
+    with 1007 even mid-message; a message over max_size closes with 1009.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.opcode: Opcode | None = None  # the data opcode of a message in progress
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")("strict")
+
+    def add(self, frame: Frame) -> Frame | Message | None:
+        """The control frame itself, a completed Message, or None (more to come)."""
+        if frame.opcode.is_control:
+            return frame  # §5.4: control frames MAY be injected between fragments
+        if frame.opcode == Opcode.CONTINUATION and self.opcode is None:
+            raise FrameError("continuation frame with no message to continue")
+        if frame.opcode != Opcode.CONTINUATION:
+            if self.opcode is not None:
+                raise FrameError("a new message began before the fragmented one ended")
+            self.opcode = frame.opcode
+        self.size += len(frame.payload)
+        if self.size > self.max_size:
+            raise FrameError(f"message larger than {self.max_size} octets",
+                             CloseCode.MESSAGE_TOO_BIG)
+        if self.opcode == Opcode.TEXT:
+            self._check_utf8(frame.payload, final=frame.fin)
+        self.parts.append(frame.payload)
+        if not frame.fin:
+            return None
+        message = Message(self.opcode, b"".join(self.parts))
+        self.opcode, self.parts, self.size = None, [], 0
+        return message
+
+    def _check_utf8(self, payload: bytes, final: bool) -> None:
+        try:
+            self.decoder.decode(payload, final)
+        except UnicodeDecodeError:
+            raise FrameError("text frame is not valid UTF-8 (RFC 6455 §8.1)",
+                             CloseCode.INVALID_PAYLOAD) from None
+        finally:
+            if final:
+                self.decoder.reset()
+
+
+def encode_frame(opcode: Opcode, payload: bytes = b"", *, fin: bool = True,
+                 mask: bytes | None = None) -> bytes:
+    """One frame (§5.2). A server sends unmasked frames (§5.1); mask is for clients."""
+    first = (0x80 if fin else 0) | opcode
+    mask_bit = 0x80 if mask else 0
+    length = len(payload)
+    if length < 126:
+        header = bytes([first, mask_bit | length])
+    elif length < 1 << 16:
+        header = bytes([first, mask_bit | 126]) + length.to_bytes(2, "big")
+    else:
+        header = bytes([first, mask_bit | 127]) + length.to_bytes(8, "big")
+    if mask:
+        return header + mask + apply_mask(payload, mask)
+    return header + payload
+
+
+def encode_close(code: int | None, reason: str = "") -> bytes:
+    """A Close payload (§5.5.1): the 2-octet code, then a UTF-8 reason that fits in 125."""
+    if code is None or code == CloseCode.NO_STATUS:
+        return b""
+    reason_bytes = reason.encode("utf-8")[:MAX_CONTROL_PAYLOAD - 2]
+    return code.to_bytes(2, "big") + reason_bytes.decode("utf-8", "ignore").encode("utf-8")
+
+
+def parse_close(payload: bytes) -> tuple[int, str]:
+    """(code, reason) of a received Close frame; NO_STATUS for an empty one (§7.1.5)."""
+    if not payload:
+        return CloseCode.NO_STATUS, ""
+    if len(payload) == 1:
+        raise FrameError("a Close payload of one octet has no room for a status code")
+    code = int.from_bytes(payload[:2], "big")
+    if code not in SENDABLE_CLOSE_CODES and not 3000 <= code <= 4999:
+        raise FrameError(f"close code {code} may not be sent (RFC 6455 §7.4)")
+    try:
+        return code, payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise FrameError("close reason is not valid UTF-8 (RFC 6455 §5.5.1)",
+                         CloseCode.INVALID_PAYLOAD) from None
+
+
+def websocket_accept(key: str) -> str:
+    """RFC 6455 §4.2.2 item 5.4: base64(SHA-1(key + GUID))."""
+    return base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest()).decode()
+
+
+def _header_tokens(headers: Any, name: str) -> list[str]:
+    """The comma-separated tokens of every `name` field, lowercased."""
+    values = ",".join(headers.get_all(name) or [])
+    return [token.strip().lower() for token in values.split(",") if token.strip()]
+
+
+def check_websocket_handshake(command: str, request_version: str, headers: Any) -> str:
+    """RFC 6455 §4.2.1 and RFC 8887 §4.2: the Sec-WebSocket-Key of a valid opening
+    handshake, else RequestError: 426 (not an upgrade, or not version 13) or 400."""
+    if "websocket" not in _header_tokens(headers, "Upgrade"):
+        raise RequestError.http(426, "this resource speaks only WebSocket: send "
+                                "Upgrade: websocket (RFC 6455 §4.1)")
+    if (headers.get_all("Sec-WebSocket-Version") or [""]) != [WEBSOCKET_VERSION]:
+        raise RequestError.http(426, "Sec-WebSocket-Version must be 13 (RFC 6455 §4.2.2)")
+    if command != "GET" or request_version != "HTTP/1.1":
+        raise RequestError.http(400, "a WebSocket handshake is an HTTP/1.1 GET")
+    if "upgrade" not in _header_tokens(headers, "Connection"):
+        raise RequestError.http(400, "Connection must include Upgrade (RFC 6455 §4.2.1)")
+    keys = headers.get_all("Sec-WebSocket-Key") or []
+    try:
+        valid_key = len(keys) == 1 and len(base64.b64decode(keys[0].strip(),
+                                                            validate=True)) == 16
+    except ValueError:
+        valid_key = False
+    if not valid_key:
+        raise RequestError.http(400, "Sec-WebSocket-Key must be 16 octets in base64 "
+                                "(RFC 6455 §4.2.1)")
+    # RFC 8887 §4.2: the client MUST offer "jmap", and a JMAP connection exists only if
+    # the reply names it; the reply may name only an offered protocol (RFC 6455 §4.2.2).
+    if WEBSOCKET_SUBPROTOCOL not in _header_tokens(headers, "Sec-WebSocket-Protocol"):
+        raise RequestError.http(400, "Sec-WebSocket-Protocol must offer jmap (RFC 8887 §4.2)")
+    return keys[0].strip()
+
+
+def websocket_url(base_url: str) -> str:
+    """The session's WebSocket URL for the origin base_url (http -> ws, https -> wss)."""
+    scheme, _, authority = base_url.partition("://")
+    return ("wss" if scheme == "https" else "ws") + "://" + authority + WEBSOCKET_PATH
+
+
+capability(URN_WEBSOCKET, lambda core: {"supportsPush": True},
+           session_urls=lambda base_url: {"url": websocket_url(base_url)})
+
+
+# --- 13.1 RFC 8887 messages -------------------------------------------------
+
+WEBSOCKET_CLIENT_TYPES = ("Request", "WebSocketPushEnable", "WebSocketPushDisable")
+
+
+def read_websocket_message(value: Any) -> tuple[str, dict, str | None]:
+    """(@type, the message, its request id) of a client message (RFC 8887 §4.3);
+    RequestError notRequest for anything that is none of §4.3's three objects."""
+    if not isinstance(value, dict):
+        raise RequestError("notRequest", "a message must be a JSON object")
+    if not isinstance(value.get("id", ""), str):
+        raise RequestError("notRequest", "a Request's id must be a String (RFC 8887 §4.3.2)")
+    request_id, message_type = value.get("id"), value.get("@type")
+    if message_type not in WEBSOCKET_CLIENT_TYPES:
+        raise RequestError("notRequest", f"@type must be one of {', '.join(WEBSOCKET_CLIENT_TYPES)}"
+                           f" (RFC 8887 §4.3), not {json.dumps(message_type)[:40]}")
+    if message_type == "Request":
+        return message_type, {k: v for k, v in value.items() if k not in ("@type", "id")}, \
+            request_id
+    if message_type == "WebSocketPushEnable":
+        data_types, push_state = value.get("dataTypes", MISSING), value.get("pushState")
+        if data_types is not None and not list_of(String).accepts(data_types):
+            raise RequestError("notRequest", "dataTypes must be null or an array of type "
+                               "names (RFC 8887 §4.3.5.2)")
+        if push_state is not None and not isinstance(push_state, str):
+            raise RequestError("notRequest", "pushState must be a String (RFC 8887 §4.3.5.2)")
+    return message_type, value, None
+
+
+def websocket_response(response: dict, request_id: str | None) -> dict:
+    """RFC 8887 §4.3.3: the Response with @type, and requestId if the Request had an id."""
+    return {"@type": "Response", **({"requestId": request_id} if request_id is not None
+                                    else {}), **response}
+
+
+def websocket_request_error(error: RequestError, request_id: str | None) -> dict:
+    """RFC 8887 §4.3.4: the problem details with @type and the request's id."""
+    return {"@type": "RequestError", **({"requestId": request_id} if request_id is not None
+                                        else {}), **error.problem()}
+
+
+def format_push_state(epoch: str, sequence: int) -> str:
+    """RFC 8887 §4.3.5.1 pushState: which feed and how far along it; opaque to clients."""
+    return f"{epoch}.{sequence}"
+
+
+def parse_push_state(push_state: str, epoch: str) -> int | None:
+    """The feed sequence a pushState names, or None if it is not one of this feed's."""
+    tag, _, sequence = push_state.rpartition(".")
+    return int(sequence) if tag == epoch and sequence.isdigit() else None
+
+
+def changes_since(entries: list[tuple[int, dict]]) -> dict[str, dict[str, str]]:
+    """Feed entries folded into one {accountId: {type: newest state}} (§4.3.5.2 replay)."""
+    merged: dict[str, dict[str, str]] = {}
+    for _, changed in entries:
+        for account_id, states in changed.items():
+            merged.setdefault(account_id, {}).update(states)
+    return merged
+
+
+# =============================================================================
 # 14. Network I/O
 # =============================================================================
 # The HTTP/1.1 transport (threaded, keep-alive) over the sans-IO core: routing,
 # authentication (Basic and Bearer), CORS, request bodies, problem details, the
-# PushSubscription deliverer (threads that POST what PushOutbox owes), and serve()
-# with the JmapServer it returns. Every error answer consumes or discards
-# the request body (or closes the connection), so a rejected body is never read
-# as the next request; no error body carries a traceback, path, SQL or version.
+# PushSubscription deliverer (threads that POST what PushOutbox owes), the WebSocket
+# connection loop (14.1), and serve() with the JmapServer it returns (14.2). Every
+# error answer consumes or discards the request body (or closes the connection), so
+# a rejected body is never read as the next request; no error body carries a
+# traceback, path, SQL or version.
 
 MAX_DISCARD = 64_000_000  # an unread body up to this size is drained and the connection
                           # kept; a larger one is drained too, then the connection closed
@@ -5854,6 +6216,7 @@ class JmapHTTPServer(http.server.ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         self.trace_lock = threading.Lock()
+        self.push_epoch = secrets.token_hex(3)  # RFC 8887 pushState: names this feed
         super().__init__(address, JmapHTTPHandler)
 
     def finish_request(self, request: socket.socket, client_address: tuple) -> None:
@@ -6085,6 +6448,8 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
                         ("WWW-Authenticate", 'Bearer realm="jmapd"')]
         if error.status == 405:
             headers.append(("Allow", getattr(self, "allowed", CORS_ALLOW_METHODS)))
+        if error.status == 426:  # RFC 6455 §4.2.2, RFC 7231 §6.5.15
+            headers += [("Upgrade", "websocket"), ("Sec-WebSocket-Version", WEBSOCKET_VERSION)]
         self.send_body(error.status, encode_json(error.problem()), "application/problem+json",
                        headers)
         self.trace("problem", error.problem())
@@ -6227,6 +6592,250 @@ def _stream_events(handler: JmapHTTPHandler, core: JmapCore, user: User,
         handler.wfile.flush()
 
 
+# --- 14.1 JMAP over WebSocket (RFC 8887) ------------------------------------
+
+WEBSOCKET_WORKERS = 4       # Requests one socket runs at once (RFC 8887 §4.3.2: any order)
+WEBSOCKET_IN_FLIGHT = 64    # Requests read ahead of their answers before reading pauses
+WEBSOCKET_FEED_POLL = 0.2   # seconds between the push thread's looks at its own socket
+WEBSOCKET_CLOSE_WAIT = 2.0  # seconds to wait for the peer after failing a connection
+
+
+@route("GET", re.escape(WEBSOCKET_PATH) + "/?")
+def accept_websocket(handler: JmapHTTPHandler, query: str) -> None:
+    """RFC 6455 §4.2.2, RFC 8887 §4.2: check the opening handshake, authenticate, switch
+    protocols, then serve the connection on this handler thread until it closes."""
+    key = check_websocket_handshake(handler.command, handler.request_version, handler.headers)
+    user = _authenticate_upgrade(handler, query)
+    handler.close_connection = True  # once the socket closes, so does this connection
+    handler.send_response(101)
+    handler.send_header("Upgrade", "websocket")
+    handler.send_header("Connection", "Upgrade")
+    handler.send_header("Sec-WebSocket-Accept", websocket_accept(key))
+    handler.send_header("Sec-WebSocket-Protocol", WEBSOCKET_SUBPROTOCOL)
+    handler.end_headers()  # RFC 6455 §9.1: no Sec-WebSocket-Extensions, we accept none
+    handler.wfile.flush()
+    WebSocketConnection(handler, user).run()
+
+
+def _authenticate_upgrade(handler: JmapHTTPHandler, query: str) -> User:
+    """RFC 8887 §4.1: the upgrade is authenticated like any request. Browsers cannot
+    set headers on it, so without Authorization an access_token (the Bearer token) in
+    the query is accepted too: a development convenience, the token shows in URLs."""
+    if handler.headers.get("Authorization") is None:
+        try:
+            params = dict(urllib.parse.parse_qsl(query, errors="strict"))
+        except (UnicodeError, ValueError):
+            params = {}
+        if params.get("access_token"):
+            user = handler.server.core.check_token(params["access_token"])
+            if user is None:
+                raise RequestError.http(401, "wrong access_token")
+            return user
+    return handler.authenticate()
+
+
+class WebSocketConnection:
+    """One JMAP-over-WebSocket connection. The handler thread reads frames; Requests
+    run on a small pool, so a slow one blocks neither pings nor pushes; a push thread
+    follows core.feed. Every write holds send_lock for one whole frame."""
+
+    def __init__(self, handler: JmapHTTPHandler, user: User) -> None:
+        self.handler, self.user, self.core = handler, user, handler.server.core
+        self.socket = handler.connection
+        self.epoch = handler.server.push_epoch
+        limit = self.core.limits["maxSizeRequest"]  # RFC 8887 §4.3.2: the core limits apply
+        self.reader, self.assembler = FrameReader(limit), MessageAssembler(limit)
+        self.send_lock, self.close_sent = threading.Lock(), False
+        self.finished = threading.Event()
+        self.push_lock = threading.Lock()  # keeps StateChanges in feed order
+        self.push_enabled, self.push_types = False, None
+        self.pushed_through = self.core.feed.sequence
+        self.in_flight = threading.BoundedSemaphore(WEBSOCKET_IN_FLIGHT)
+        self.workers = concurrent.futures.ThreadPoolExecutor(
+            WEBSOCKET_WORKERS, thread_name_prefix="jmapd-ws-request")
+
+    def run(self) -> None:
+        self.socket.settimeout(None)  # push sockets idle for long; stop() shuts them down
+        pusher = threading.Thread(target=self._follow_feed, name="jmapd-ws-push", daemon=True)
+        pusher.start()
+        try:
+            self._read_until_closed()
+        finally:
+            self.finished.set()
+            with self.send_lock:
+                self.close_sent = True  # whatever is still running sends nothing now
+            with contextlib.suppress(OSError):
+                self.socket.shutdown(socket.SHUT_WR)  # the peer sees the end at once
+            self.workers.shutdown(wait=True, cancel_futures=True)
+            pusher.join()
+
+    # -- reading --
+
+    def _read_until_closed(self) -> None:
+        """Frames until the close handshake ends or the peer goes. A FrameError fails
+        this connection only, with its close code (RFC 6455 §7.1.7)."""
+        try:
+            while True:
+                data = self.handler.rfile.read1(1 << 16)  # rfile may hold early frames
+                if not data:
+                    return
+                self.reader.feed(data)
+                for frame in self.reader.frames():
+                    event = self.assembler.add(frame)
+                    if isinstance(event, Message):
+                        self._on_message(event)
+                    elif event is not None and self._on_control(event):
+                        return
+        except FrameError as error:
+            self.close(error.close_code, str(error))
+            with contextlib.suppress(OSError):
+                self.socket.shutdown(socket.SHUT_WR)  # §7.1.1: the server closes first
+            self._drain()
+        except OSError:
+            return  # the peer went away, or stop() shut the socket down
+
+    def _drain(self) -> None:
+        """After failing the connection: discard input until the peer closes too, so
+        unread input cannot turn our close into a reset that loses the Close frame."""
+        with contextlib.suppress(OSError):
+            self.socket.settimeout(WEBSOCKET_CLOSE_WAIT)
+            while self.handler.rfile.read1(1 << 16):
+                pass
+
+    def _on_control(self, frame: Frame) -> bool:
+        """Ping gets Pong (§5.5.2), a Pong is ignored (§5.5.3); a Close is answered
+        with one echoing its code (§5.5.1), and ends reading (True)."""
+        if frame.opcode == Opcode.PING:
+            self._send(Opcode.PONG, frame.payload)
+        elif frame.opcode == Opcode.CLOSE:
+            code, _ = parse_close(frame.payload)
+            self.close(code)
+            return True
+        return False
+
+    def _on_message(self, message: Message) -> None:
+        """RFC 8887 §4.3: a Request, WebSocketPushEnable or WebSocketPushDisable."""
+        if message.opcode == Opcode.BINARY:
+            raise FrameError("JMAP messages are text frames (RFC 8887 §4.3.1)",
+                             CloseCode.UNSUPPORTED_DATA)
+        if self.close_sent:
+            return  # §5.5.1: closing; what still arrives is not acted on
+        request_id = None
+        try:
+            value = parse_json_body(message.payload)
+            if isinstance(value, dict) and isinstance(value.get("id"), str):
+                request_id = value["id"]
+            message_type, body, request_id = read_websocket_message(value)
+        except RequestError as error:
+            self.send_json(websocket_request_error(error, request_id))
+            return
+        if self.core.store.user(self.user.name) != self.user:
+            # RFC 8887 §4.2: the handshake's credentials stay in effect; once they are
+            # changed or gone, the server may close with 1008 (Policy Violation)
+            self.close(CloseCode.POLICY_VIOLATION, "the credentials are no longer valid")
+            return
+        if message_type == "Request":
+            self.in_flight.acquire()
+            self.workers.submit(self._answer, body, request_id)
+        elif message_type == "WebSocketPushEnable":
+            self._enable_push(body)
+        else:
+            with self.push_lock:
+                self.push_enabled = False  # RFC 8887 §4.3.5.3
+
+    def _answer(self, request: dict, request_id: str | None) -> None:
+        """One Request on a worker: the same core.handle_request as HTTP's."""
+        try:
+            self.handler.trace("request", request)
+            try:
+                response = self.core.handle_request(self.user, request)
+                reply = websocket_response(response, request_id)
+            except RequestError as error:
+                reply = websocket_request_error(error, request_id)
+            self.send_json(reply)
+        except Exception:  # a bug: logged, answered without detail, the socket lives on
+            log.error("WebSocket request failed:\n%s", traceback.format_exc())
+            self.send_json(websocket_request_error(
+                RequestError.http(500, "the server failed"), request_id))
+        finally:
+            self.in_flight.release()
+
+    # -- pushing (RFC 8887 §4.3.5) --
+
+    def _enable_push(self, body: dict) -> None:
+        """§4.3.5.2: push dataTypes from now on; given a pushState, first send what
+        changed since, or every current state if the feed no longer reaches back."""
+        feed = self.core.feed
+        with self.push_lock:
+            self.push_enabled = True
+            self.push_types = None if body["dataTypes"] is None else set(body["dataTypes"])
+            with feed.condition:
+                now, entries = feed.sequence, list(feed.entries)
+            self.pushed_through = now
+            if body.get("pushState") is None:
+                return
+            since = parse_push_state(body["pushState"], self.epoch)
+            if since == now:
+                return  # nothing happened since
+            if since is not None and since < now and entries[0][0] <= since + 1:
+                missed = changes_since([entry for entry in entries if entry[0] > since])
+                change = state_change(self.core, self.user, missed, self.push_types)
+            else:
+                change = current_state_change(self.core, self.user, self.push_types)
+            if change:
+                self.send_json({**change, "pushState": format_push_state(self.epoch, now)})
+
+    def _follow_feed(self) -> None:
+        """The push thread: waits on core.feed (never polls sqlite); 1001 Going Away
+        when the server stops (RFC 6455 §7.4.1)."""
+        feed, after = self.core.feed, self.pushed_through
+        try:
+            while not self.finished.is_set():
+                if feed.closed:
+                    self.close(CloseCode.GOING_AWAY, "the server is stopping")
+                    return
+                entries = feed.wait(after, WEBSOCKET_FEED_POLL)
+                if entries:
+                    after = entries[-1][0]
+                    self._push(entries)
+        except Exception:
+            log.error("WebSocket push failed:\n%s", traceback.format_exc())
+
+    def _push(self, entries: list[tuple[int, dict]]) -> None:
+        """One StateChange for the entries not yet pushed, carrying its pushState."""
+        with self.push_lock:
+            fresh = [entry for entry in entries if entry[0] > self.pushed_through]
+            if not fresh:
+                return
+            self.pushed_through = fresh[-1][0]
+            if not self.push_enabled:
+                return
+            change = state_change(self.core, self.user, changes_since(fresh), self.push_types)
+            if change:
+                self.send_json({**change, "pushState": format_push_state(
+                    self.epoch, self.pushed_through)})
+
+    # -- writing --
+
+    def send_json(self, value: dict) -> None:
+        self.handler.trace(value.get("@type", "message"), value)
+        self._send(Opcode.TEXT, encode_json(value))
+
+    def _send(self, opcode: Opcode, payload: bytes) -> None:
+        with self.send_lock:
+            if self.close_sent:
+                return  # RFC 6455 §5.5.1: nothing follows our Close
+            with contextlib.suppress(OSError):
+                self.socket.sendall(encode_frame(opcode, payload))
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Send our Close frame once (§5.5.1); the reader ends the connection."""
+        with self.send_lock:
+            if self.close_sent:
+                return
+            self.close_sent = True
+            with contextlib.suppress(OSError):
+                self.socket.sendall(encode_frame(Opcode.CLOSE, encode_close(code, reason)))
 class SmtpRelay:
     """--relay HOST:PORT: forwards outbox messages over SMTP (e.g. to a capture server)
     on its own thread, so a slow relay never holds up a request, and records each
@@ -6453,6 +7062,8 @@ class PushDeliverer:
             self.queues.pop(subscription_id, None)
             self.due.pop(subscription_id, None)
 
+
+# --- 14.2 The running server and serve() ------------------------------------
 
 class JmapServer:
     """A running HTTP server around a JmapCore; what serve() returns.

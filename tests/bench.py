@@ -3,9 +3,11 @@
 Prints one figure per line; README quotes them with the machine they ran on.
 """
 
+import base64
 import http.client
 import json
 import os
+import socket
 import statistics
 import sys
 import time
@@ -59,6 +61,124 @@ def bench_http_requests():
         elapsed = time.perf_counter() - start
     print(f"HTTP keep-alive Mailbox/get (11 mailboxes): {count / elapsed:.0f} requests/s, "
           f"{elapsed / count * 1000:.2f} ms each")
+
+
+class BenchWebSocket:
+    """Just enough of an RFC 6455 client for the figures: masked text out, text in."""
+
+    def __init__(self, server):
+        host, port = server.httpd.server_address[:2]
+        self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET {jmapd.WEBSOCKET_PATH} HTTP/1.1\r\nHost: x\r\n"
+                           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                           "Sec-WebSocket-Protocol: jmap\r\n"
+                           "Authorization: Bearer token-alice\r\n\r\n").encode())
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(65536)
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def send_json(self, value):
+        self.sock.sendall(jmapd.encode_frame(jmapd.Opcode.TEXT, json.dumps(value).encode(),
+                                             mask=os.urandom(4)))
+
+    def recv_json(self):
+        reader = jmapd.FrameReader(1 << 30, require_mask=False)
+        reader.feed(self.buffer)
+        while True:
+            for frame in reader.frames():
+                self.buffer = bytes(reader.buffer)
+                return json.loads(frame.payload)
+            reader.feed(self.sock.recv(1 << 20))
+
+    def close(self):
+        self.sock.close()
+
+
+def bench_websocket_versus_http(count=2000):
+    """Requests/s for Core/echo and Email/get over HTTP keep-alive and one WebSocket."""
+    with jmapd.serve(seed="demo") as server:
+        ids = server.core.call("alice", "Email/query", {"accountId": "alice", "limit": 10})["ids"]
+        calls = {"Core/echo": [["Core/echo", {"hello": True}, "0"]],
+                 "Email/get of 10": [["Email/get", {"accountId": "alice", "ids": ids}, "0"]]}
+        host, port = server.httpd.server_address[:2]
+        headers = {"Authorization": "Bearer token-alice", "Content-Type": "application/json"}
+        for label, method_calls in calls.items():
+            request = {"using": [jmapd.URN_CORE, jmapd.URN_MAIL], "methodCalls": method_calls}
+            conn = http.client.HTTPConnection(host, port)
+            body = json.dumps(request)
+            start = time.perf_counter()
+            for _ in range(count):
+                conn.request("POST", jmapd.API_PATH, body, headers)
+                conn.getresponse().read()
+            http_rate = count / (time.perf_counter() - start)
+            conn.close()
+            ws = BenchWebSocket(server)
+            start = time.perf_counter()
+            for index in range(count):
+                ws.send_json({"@type": "Request", "id": str(index), **request})
+                ws.recv_json()
+            ws_rate = count / (time.perf_counter() - start)
+            start, window = time.perf_counter(), 16
+            for index in range(count + window):
+                if index < count:
+                    ws.send_json({"@type": "Request", "id": str(index), **request})
+                if index >= window:
+                    ws.recv_json()
+            pipelined = count / (time.perf_counter() - start)
+            ws.close()
+            print(f"{label}: HTTP keep-alive {http_rate:.0f} requests/s; WebSocket one at a "
+                  f"time {ws_rate:.0f}/s, {window} in flight {pipelined:.0f}/s")
+
+
+def bench_push_latency(count=50):
+    """Median time from the start of a write (HTTP Mailbox/set) to its StateChange."""
+    with jmapd.serve(seed="demo") as server:
+        host, port = server.httpd.server_address[:2]
+        inbox = server.core.call("alice", "Mailbox/query", {
+            "accountId": "alice", "filter": {"role": "inbox"}})["ids"][0]
+        writer = http.client.HTTPConnection(host, port)
+        headers = {"Authorization": "Bearer token-alice", "Content-Type": "application/json"}
+
+        def write(index):
+            writer.request("POST", jmapd.API_PATH, json.dumps({
+                "using": [jmapd.URN_CORE, jmapd.URN_MAIL], "methodCalls": [["Mailbox/set", {
+                    "accountId": "alice", "update": {inbox: {"name": f"Inbox {index}"}}}, "0"]]}),
+                headers)
+            writer.getresponse().read()
+
+        stream = socket.create_connection((host, port))
+        stream.sendall((f"GET {jmapd.EVENTSOURCE_PATH}?types=*&closeafter=no&ping=0 HTTP/1.1"
+                        "\r\nHost: x\r\nAuthorization: Bearer token-alice\r\n\r\n").encode())
+        received = stream.recv(65536)
+        samples = []
+        for index in range(count):
+            start = time.perf_counter()
+            write(index)
+            while b"event: state" not in received:
+                received += stream.recv(65536)
+            samples.append(time.perf_counter() - start)
+            received = received.split(b"event: state", 1)[1].split(b"\n\n", 1)[1]
+        stream.close()
+        print(f"write to StateChange, EventSource: median {statistics.median(samples) * 1000:.2f} ms")
+        ws = BenchWebSocket(server)
+        ws.send_json({"@type": "WebSocketPushEnable", "dataTypes": None})
+        ws.send_json({"@type": "Request", "using": [jmapd.URN_CORE], "methodCalls": []})
+        ws.recv_json()  # messages are read in order: push is on once this is answered
+        samples = []
+        for index in range(count):
+            start = time.perf_counter()
+            write(count + index)
+            while ws.recv_json().get("@type") != "StateChange":
+                pass
+            samples.append(time.perf_counter() - start)
+        ws.close()
+        writer.close()
+        print(f"write to StateChange, WebSocket: median {statistics.median(samples) * 1000:.2f} ms")
 
 
 def bench_mailbox_scale(count=2000):
@@ -137,6 +257,8 @@ if __name__ == "__main__":
     bench_serve_startup()
     bench_clone()
     bench_http_requests()
+    bench_websocket_versus_http()
+    bench_push_latency()
     bench_mailbox_scale()
     bench_mail_scale(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
     print(f"(all benchmarks: {time.perf_counter() - start:.1f} s)")
