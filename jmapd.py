@@ -6250,6 +6250,13 @@ class JmapHTTPServer(http.server.ThreadingHTTPServer):
                     connection.shutdown(socket.SHUT_RDWR)
 
 
+def _query_parameter(query: str, name: str) -> str | None:
+    try:
+        return dict(urllib.parse.parse_qsl(query, errors="strict")).get(name)
+    except (UnicodeError, ValueError):
+        return None
+
+
 class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
     """One HTTP connection: each request is routed through ROUTES to the core."""
     protocol_version = "HTTP/1.1"
@@ -6328,9 +6335,19 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
             raise RequestError.http(405, f"{self.command} is not allowed here")
         raise RequestError.http(404, "no such resource")
 
-    def authenticate(self) -> User:
-        """RFC 8620 §1.7: Basic or Bearer credentials, else 401 with a challenge."""
+    def authenticate(self, query: str | None = None) -> User:
+        """RFC 8620 §1.7: Basic or Bearer credentials, else 401 with a challenge. Where
+        a browser cannot set headers (EventSource, the WebSocket upgrade: pass the query)
+        an access_token parameter, the Bearer token, is accepted instead: a development
+        convenience, as the token then shows in URLs and logs."""
         header = self.headers.get("Authorization", "")
+        if query is not None and not header:
+            token = _query_parameter(query, "access_token")
+            if token:
+                user = self.server.core.check_token(token)
+                if user is None:
+                    raise RequestError.http(401, "wrong access_token")
+                return user
         scheme, _, credentials = header.strip().partition(" ")
         user = None
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in header):
@@ -6542,7 +6559,7 @@ def send_download(handler: JmapHTTPHandler, query: str, account_id: str, blob_id
 @route("GET", re.escape(EVENTSOURCE_PATH) + "/?")
 def send_event_stream(handler: JmapHTTPHandler, query: str) -> None:
     """RFC 8620 §7.3: state events as they happen, pings between, until told to stop."""
-    user = handler.authenticate()
+    user = handler.authenticate(query)
     types, close_after, ping = parse_event_source_query(query)
     core = handler.server.core
     after = core.feed.sequence
@@ -6605,7 +6622,7 @@ def accept_websocket(handler: JmapHTTPHandler, query: str) -> None:
     """RFC 6455 §4.2.2, RFC 8887 §4.2: check the opening handshake, authenticate, switch
     protocols, then serve the connection on this handler thread until it closes."""
     key = check_websocket_handshake(handler.command, handler.request_version, handler.headers)
-    user = _authenticate_upgrade(handler, query)
+    user = handler.authenticate(query)  # RFC 8887 §4.1: like any request
     handler.close_connection = True  # once the socket closes, so does this connection
     handler.send_response(101)
     handler.send_header("Upgrade", "websocket")
@@ -6615,23 +6632,6 @@ def accept_websocket(handler: JmapHTTPHandler, query: str) -> None:
     handler.end_headers()  # RFC 6455 §9.1: no Sec-WebSocket-Extensions, we accept none
     handler.wfile.flush()
     WebSocketConnection(handler, user).run()
-
-
-def _authenticate_upgrade(handler: JmapHTTPHandler, query: str) -> User:
-    """RFC 8887 §4.1: the upgrade is authenticated like any request. Browsers cannot
-    set headers on it, so without Authorization an access_token (the Bearer token) in
-    the query is accepted too: a development convenience, the token shows in URLs."""
-    if handler.headers.get("Authorization") is None:
-        try:
-            params = dict(urllib.parse.parse_qsl(query, errors="strict"))
-        except (UnicodeError, ValueError):
-            params = {}
-        if params.get("access_token"):
-            user = handler.server.core.check_token(params["access_token"])
-            if user is None:
-                raise RequestError.http(401, "wrong access_token")
-            return user
-    return handler.authenticate()
 
 
 class WebSocketConnection:

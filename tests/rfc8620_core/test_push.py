@@ -123,6 +123,22 @@ def test_the_event_source_requires_credentials(server):
     stream.close()
 
 
+def test_a_browser_event_source_may_authenticate_with_access_token(server, web):
+    """Browsers' EventSource sends no Authorization: the Bearer token in the query works
+    (a documented development convenience), a wrong one is 401."""
+    stream = EventStream(server, "types=Mailbox&closeafter=state&ping=0&access_token=token-alice",
+                         auth=False)
+    assert stream.status == 200
+    rename_inbox(web, "Inbox (token)")
+    name, _, data = stream.event()
+    assert (name, list(data["changed"])) == ("state", ["alice"])
+    stream.close()
+    wrong = EventStream(server, "types=*&closeafter=no&ping=0&access_token=token-nobody",
+                        auth=False)
+    assert wrong.status == 401
+    wrong.close()
+
+
 @pytest.mark.parametrize("query", ["types=*&closeafter=maybe&ping=0",
                                    "types=*&closeafter=no&ping=-1",
                                    "types=&closeafter=no&ping=0"])
