@@ -1549,6 +1549,7 @@ class JmapCore:
         for extra in datatypes:
             self.add_datatype(extra)
         self.feed = ChangeFeed()
+        self._request_batch = threading.local()  # states one request changed, not yet pushed
         self.outbox: list = []   # OutboxMessage: mail for recipients elsewhere (section 10)
         self.relay: Callable | None = None          # forwards each outbox message (--relay)
         self.outbox_listeners: list[Callable] = []  # told of each one too (--trace)
@@ -1648,9 +1649,26 @@ class JmapCore:
             work(self)
 
     def _publish(self, touched: dict[str, dict[str, int]]) -> None:
-        self.feed.publish({account: {type_: self.state_string(modseq)
-                                     for type_, modseq in types.items()}
-                           for account, types in touched.items()})
+        changed = {account: {type_: self.state_string(modseq) for type_, modseq in types.items()}
+                   for account, types in touched.items()}
+        batch = getattr(self._request_batch, "changed", None)
+        if batch is None:
+            self.feed.publish(changed)
+            return
+        for account, states in changed.items():  # a later call's state supersedes
+            batch.setdefault(account, {}).update(states)
+
+    @contextlib.contextmanager
+    def _one_push_per_request(self) -> Iterator[None]:
+        """The states one request changes go out as one StateChange (RFC 8620 §7.1),
+        published once all its method calls have committed."""
+        self._request_batch.changed = {}
+        try:
+            yield
+        finally:
+            changed, self._request_batch.changed = self._request_batch.changed, None
+            if changed:
+                self.feed.publish(changed)
 
     # -- users and accounts --
 
@@ -1762,9 +1780,10 @@ class JmapCore:
             created_ids = dict(request.get("createdIds") or {})
             using = set(request["using"])
             responses: list = []
-            for name, arguments, call_id in request["methodCalls"]:
-                responses.extend(self._invoke(user, using, name, arguments, call_id,
-                                              responses, created_ids))
+            with self._one_push_per_request():
+                for name, arguments, call_id in request["methodCalls"]:
+                    responses.extend(self._invoke(user, using, name, arguments, call_id,
+                                                  responses, created_ids))
         finally:
             self.request_slots.release()
         response = {"methodResponses": responses, "sessionState": self.session_state(user)}

@@ -123,6 +123,21 @@ def test_the_event_source_requires_credentials(server):
     stream.close()
 
 
+def test_7_1_the_changes_of_one_request_arrive_as_one_state_change(server, web):
+    """The issue's rule over §7.1: two writes in one request are pushed once, with the
+    state after both; the next request is a new event."""
+    stream = EventStream(server, "types=*&closeafter=no&ping=0")
+    boxes = json.loads(web.api([["Mailbox/set", {"accountId": "alice", "create": {
+        "a": {"name": "One"}}}, "1"], ["Mailbox/set", {"accountId": "alice", "create": {
+            "b": {"name": "Two"}}}, "2"]]).data)["methodResponses"]
+    name, first_id, data = stream.event()
+    assert (name, data["changed"]) == ("state", {"alice": {"Mailbox": boxes[1][1]["newState"]}})
+    rename_inbox(web, "Inbox again")
+    _, second_id, _ = stream.event()
+    assert int(second_id) == int(first_id) + 1
+    stream.close()
+
+
 def test_a_browser_event_source_may_authenticate_with_access_token(server, web):
     """Browsers' EventSource sends no Authorization: the Bearer token in the query works
     (a documented development convenience), a wrong one is 401."""
