@@ -5204,11 +5204,28 @@ def trace_fields(core: JmapCore, mail_from: str | None, via: str) -> bytes:
     return fields.encode()
 
 
+@dataclasses.dataclass
+class Filing:
+    """What becomes of a message delivered to one user: by default the Inbox, the given
+    keywords, and the vacation response may answer. Each of DELIVERY_FILTERS may change
+    it; a Sieve interpreter (RFC 5228, RFC 9661) plugs in there (fileinto, addflag,
+    discard, redirect, and its own vacation)."""
+    mailbox_ids: list[str]
+    keywords: set[str]
+    discard: bool = False
+    redirect: list[str] = dataclasses.field(default_factory=list)
+    auto_reply: bool = True
+
+
+DELIVERY_FILTERS: list[Callable] = []  # fn(core, user, raw, mail_from, filing) -> Filing
+
+
 def deliver_message(core: JmapCore, raw: bytes, to: str | Iterable[str],
                     keywords: Iterable[str] = (), received_at: str | None = None,
                     mail_from: str | None = None) -> dict:
-    """Deliver raw RFC 5322 octets to each local recipient's Inbox; {recipient: Email id}.
-    mail_from is the envelope sender, whom a vacation response answers."""
+    """Deliver raw RFC 5322 octets to each local recipient; {recipient: Email id, or None
+    if a filter discarded it}. mail_from is the envelope sender, whom a vacation
+    response answers."""
     recipients = [to] if isinstance(to, str) else list(to)
     delivered = {}
     for recipient in recipients:
@@ -5216,22 +5233,40 @@ def deliver_message(core: JmapCore, raw: bytes, to: str | Iterable[str],
         if user is None:
             raise ValueError(f"no local user {recipient!r}")
         with core.as_administrator(), core.store.transaction():
-            email_id, blob_id = _import_into_inbox(core, user, raw, keywords, received_at)
-            file_report(core, user, raw, blob_id)
-            answer_with_vacation_response(core, user, raw, mail_from)
-        delivered[recipient] = email_id
+            delivered[recipient] = _deliver_to(core, user, raw, set(keywords), received_at,
+                                               mail_from)
     return delivered
 
 
-def _import_into_inbox(core: JmapCore, user: User, raw: bytes, keywords: Iterable[str],
-                       received_at: str | None) -> tuple[str, str]:
+def _deliver_to(core: JmapCore, user: User, raw: bytes, keywords: set[str],
+                received_at: str | None, mail_from: str | None) -> str | None:
+    filing = Filing([_inbox_of(core, user)], keywords)
+    for decide in DELIVERY_FILTERS:
+        filing = decide(core, user, raw, mail_from, filing)
+    email_id = None
+    if not filing.discard:
+        email_id, blob_id = _import_filed(core, user, raw, filing, received_at)
+        file_report(core, user, raw, blob_id)
+    if filing.redirect:  # RFC 5228 §4.2: the envelope sender stays
+        send_message(core, mail_from or "", filing.redirect, raw)
+    if filing.auto_reply:
+        answer_with_vacation_response(core, user, raw, mail_from)
+    return email_id
+
+
+def _inbox_of(core: JmapCore, user: User) -> str:
     inbox = core.call(user, "Mailbox/query", {"accountId": user.account_id,
                                               "filter": {"role": "inbox"}})["ids"]
     if not inbox:
         raise ValueError(f"{user.name} has no Mailbox with the inbox role")
+    return inbox[0]
+
+
+def _import_filed(core: JmapCore, user: User, raw: bytes, filing: Filing,
+                  received_at: str | None) -> tuple[str, str]:
     blob = upload_blob(core, user, user.account_id, raw, "message/rfc822")
-    email_ = {"blobId": blob["blobId"], "mailboxIds": {inbox[0]: True},
-              "keywords": dict.fromkeys(keywords, True)}
+    email_ = {"blobId": blob["blobId"], "mailboxIds": dict.fromkeys(filing.mailbox_ids, True),
+              "keywords": dict.fromkeys(sorted(filing.keywords), True)}
     if received_at:
         email_["receivedAt"] = received_at
     result = core.call(user, "Email/import", {"accountId": user.account_id,

@@ -1,6 +1,7 @@
 """Delivery: the one path arriving mail takes (server.deliver), seen over plain HTTP."""
 
 import contextlib
+import dataclasses
 import json
 import socket
 import socketserver
@@ -229,3 +230,55 @@ def test_8621_7_a_held_send_leaves_on_time_without_any_request(server, web):
         time.sleep(0.02)
     assert [(m.rcpt_to, m.submission_id) for m in server.outbox][1] == (
         ("dave@example.net",), held_id)
+
+
+@pytest.fixture
+def delivery_filter(monkeypatch):
+    """Install one DELIVERY_FILTERS entry for a test (the seam Sieve will use)."""
+    def install(decide):
+        monkeypatch.setattr(jmapd, "DELIVERY_FILTERS", [decide])
+    return install
+
+
+def test_a_delivery_filter_files_into_another_mailbox_with_keywords(core, jmap,
+                                                                     delivery_filter):
+    archive = jmap.mailbox_ids()["Archive"]
+
+    def file_into_archive(core, user, raw, mail_from, filing):
+        assert (user.name, mail_from, b"Hello Bob" in raw) == ("alice", "carol@example.org", True)
+        filing.mailbox_ids, filing.keywords = [archive], filing.keywords | {"$flagged"}
+        return filing
+    delivery_filter(file_into_archive)
+    email_id = jmapd.deliver_message(core, RAW, "alice", keywords=["$seen"],
+                                     mail_from="carol@example.org")["alice"]
+    got = jmap.call("Email/get", {"accountId": "alice", "ids": [email_id],
+                                  "properties": ["mailboxIds", "keywords"]})["list"][0]
+    assert got == {"id": email_id, "mailboxIds": {archive: True},
+                   "keywords": {"$flagged": True, "$seen": True}}
+
+
+def test_a_delivery_filter_may_discard_and_redirect(core, jmap, delivery_filter):
+    def discard_and_redirect(core, user, raw, mail_from, filing):
+        filing.discard, filing.redirect = True, ["dave@example.net"]
+        return filing
+    delivery_filter(discard_and_redirect)
+    assert jmapd.deliver_message(core, RAW, "alice", mail_from="carol@example.org") == {
+        "alice": None}
+    assert jmap.call("Email/query", {"accountId": "alice"})["ids"] == []
+    [redirected] = core.outbox
+    assert (redirected.mail_from, redirected.rcpt_to) == ("carol@example.org",
+                                                          ("dave@example.net",))
+    assert redirected.message["Subject"] == "Hello Bob"
+
+
+def test_a_delivery_filter_may_silence_the_vacation_response(core, jmap, delivery_filter):
+    jmap.call("VacationResponse/set", {"accountId": "alice", "update": {"singleton": {
+        "isEnabled": True}}}, [jmapd.URN_CORE, jmapd.URN_VACATION])
+    raw = RAW.replace(b"To: bob@example.com", b"To: alice@example.com")
+    delivery_filter(lambda core, user, raw, mail_from, filing: dataclasses.replace(
+        filing, auto_reply=False))
+    jmapd.deliver_message(core, raw, "alice", mail_from="carol@example.org")
+    assert core.outbox == []
+    delivery_filter(lambda core, user, raw, mail_from, filing: filing)
+    jmapd.deliver_message(core, raw, "alice", mail_from="carol@example.org")
+    assert [m.rcpt_to for m in core.outbox] == [("carol@example.org",)]
