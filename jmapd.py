@@ -21,6 +21,7 @@ Map (the banners below carry the same numbers; `grep -n '^# [0-9]' jmapd.py`):
     9. Mail data types
    10. Delivery
    11. Push (logic)
+   12. Extensions
    13. WebSocket (codec)
    14. Network I/O
    16. Seeds
@@ -162,6 +163,8 @@ FILE_SEED = "<file>"                         # the SEEDS key that loads a JSON s
 ACCOUNT_SETUP: list[Callable] = []           # fn(core, user): fills a new personal account
 DUE_WORK: list[Callable] = []                # fn(core): work whose time may have come
                                              # (held sends): before each request, and timed
+SESSION_URLS: dict[str, Callable[[str], str]] = {}  # Session property -> fn(base_url), for
+                                                    # an extension's URL (12.5 apiUrlRest)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -238,6 +241,7 @@ METHOD_ERRORS = {
     "unsupportedSort": "RFC 8620 §5.5",
     "unsupportedFilter": "RFC 8620 §5.5",
     "tooManyChanges": "RFC 8620 §5.6",
+    "unknownDataType": "RFC 9404 §4.3",
 }
 SET_ERRORS = {
     "forbidden": "RFC 8620 §5.3",
@@ -1279,6 +1283,16 @@ class Store:
             "LIMIT 1", (account_id, blob_id, now)).fetchone()
         return row[0] if row else None
 
+    def blob_holders(self, account_id: str, blob_id: str, prefix: str) -> list[str]:
+        """The ids of objects holding a ref "prefix + id" to the blob, or to a stored
+        message it is a part of (RFC 9404 §4.3 Blob/lookup)."""
+        rows = self.db.execute(
+            "SELECT DISTINCT substr(holder, ?3) FROM blob_ref WHERE account_id = ?1 "
+            "AND substr(holder, 1, ?4) = ?5 AND (blob_id = ?2 OR blob_id IN "
+            "(SELECT message_blob_id FROM blob_part WHERE id = ?2))",
+            (account_id, blob_id, len(prefix) + 1, len(prefix), prefix))
+        return sorted(row[0] for row in rows)
+
     def blob_data(self, blob_id: str) -> bytes | None:
         row = self.db.execute("SELECT data, compressed FROM blob WHERE id = ?",
                               (blob_id,)).fetchone()
@@ -1402,6 +1416,9 @@ class Args:
             if nullable:
                 return None
             raise invalid_arguments(f"{name}: required argument missing")
+        read_as = getattr(value, "read_as", None)  # a REST URL value (12.5): text until read
+        if read_as is not None:
+            value = read_as(type_)
         if not type_.accepts(value):
             raise invalid_arguments(f"{name}: must be {describe_type(type_, nullable)}, "
                                     f"got {json.dumps(value)[:60]}")
@@ -1738,6 +1755,7 @@ class JmapCore:
         for urn, cap in self.capabilities.items():
             if cap.session_urls:
                 content["capabilities"][urn].update(cap.session_urls(base_url))
+        content.update({name: url(base_url) for name, url in SESSION_URLS.items()})
         return content
 
     def _session_content(self, user: User) -> dict:
@@ -1927,6 +1945,7 @@ class DataType:
     # (PushSubscription): its /get and /set take and return no accountId and no state.
     per_user = False
     immutable_query_properties: frozenset[str] = frozenset()  # /queryChanges upToId
+    references_blobs = False  # RFC 9404 §6.3 "Can reference blobs": Blob/lookup finds it
 
     def method_specs(self) -> dict[str, MethodSpec]:
         specs = {}
@@ -1952,6 +1971,11 @@ class DataType:
                 if k != "id" and k in self.properties and not self.properties[k].computed}
 
     # -- hooks, each a no-op until a data type's RFC needs it --
+
+    def blob_lookup(self, call: MethodCall, account: Account, blob_id: str) -> list[str]:
+        """RFC 9404 §4.3: this type's objects that reference the blob; by default those
+        holding a blob_ref named "Type/id" to it (or to a message containing it)."""
+        return call.store.blob_holders(account.id, blob_id, self.name + "/")
 
     def user_account(self, call: MethodCall) -> Account:
         """A per_user type's storage: the user's own account that no session lists."""
@@ -3291,6 +3315,12 @@ capability(URN_MAIL, lambda core: {},  # RFC 8621 §1.3.1: an empty object in th
 
 ON_MAILBOX_DESTROY: list[Callable] = []  # fn(context, mailbox_id): Email (9.3) empties it
 
+
+def emails_referencing(call: MethodCall, account: Account, blob_id: str) -> list[dict]:
+    """The Email records whose message is, or contains, the blob (RFC 9404 §4.3)."""
+    email_ids = call.core.datatypes["Email"].blob_lookup(call, account, blob_id)
+    return list(call.store.get_objects(account.id, "Email", email_ids).values())
+
 # RFC 8621 §2: the IANA "IMAP Mailbox Name Attributes" usable as roles, lowercased.
 MAILBOX_ROLES = ("all", "archive", "drafts", "flagged", "important", "inbox", "junk",
                  "memos", "scheduled", "sent", "snoozed", "subscribed", "trash")
@@ -3330,6 +3360,12 @@ class Mailbox(DataType):
     indexed = {"name": 2, "parentId": 20, "role": 2}
     set_arguments = {"onDestroyRemoveEmails": (Boolean, False)}
     query_arguments = {"sortAsTree": (Boolean, False), "filterAsTree": (Boolean, False)}
+    references_blobs = True
+
+    def blob_lookup(self, call: MethodCall, account: Account, blob_id: str) -> list[str]:
+        """RFC 9404 §4.3: a Mailbox references what any Email in it references."""
+        return sorted({mailbox_id for email in emails_referencing(call, account, blob_id)
+                       for mailbox_id in email["mailboxIds"]})
 
     # -- the tree --
 
@@ -3524,6 +3560,11 @@ class Thread(DataType):
         "id": Prop(Id, server_set=True, immutable=True),
         "emailIds": Prop(list_of(Id), server_set=True),
     }
+    references_blobs = True
+
+    def blob_lookup(self, call: MethodCall, account: Account, blob_id: str) -> list[str]:
+        """RFC 9404 §4.3: a Thread references what any of its Emails references."""
+        return sorted({email["threadId"] for email in emails_referencing(call, account, blob_id)})
 
 
 _SUBJECT_REFWD = re.compile(r"^(?:\[[^\[\]]*\]\s*)*(?:re|fwd?|aw|wg|sv|vs|antw)\s*"
@@ -3939,6 +3980,7 @@ class Email(DataType):
     }
     query_arguments = {"collapseThreads": (Boolean, False)}
     sql_functions = {"jmap_header_text": header_as_text}
+    references_blobs = True  # its message and each body part (holder "Email/<id>")
 
     def accepts_property(self, name: str) -> bool:
         return name in self.properties or parse_header_property(name) is not None
@@ -5828,6 +5870,322 @@ class PushOutbox:
 
 
 # =============================================================================
+# 12. Extensions
+# =============================================================================
+# One numbered sub-section per extension spec, in the order issues add them. Each
+# registers its capability, methods and routes through section 1's registries, so it
+# is advertised exactly when its code is here, and reaches the engine only through
+# named seams: DataType.references_blobs and blob_lookup (12.1), Args.get's read_as
+# and SESSION_URLS (12.5).
+
+# --- 12.1 Blob (RFC 9404) -------------------------------------------------------
+# Blob/upload concatenates inline octets and ranges of blobs the account holds and
+# stores the result as an upload (section 7: same ref, same expiry); Blob/get reads a
+# range as text, base64 and digests; Blob/lookup asks each type that declares
+# references_blobs which of its objects reference a blob.
+
+URN_BLOB = "urn:ietf:params:jmap:blob"  # RFC 9404 §3.1
+BLOB_MAX_DATA_SOURCES = 256             # RFC 9404 §3.1 maxDataSources: at least 64
+# RFC 9404 §3.1: names from the RFC 3230 "HTTP Digest Algorithm Values" registry
+# (SHA-256, SHA-512: RFC 5843), lowercased; clients prefer the earlier, so strongest first.
+BLOB_DIGESTS = {"sha-256": "sha256", "sha-512": "sha512", "sha": "sha1", "md5": "md5"}
+BLOB_DATA_PROPERTIES = ("data", "data:asText", "data:asBase64", "size")
+_BLOB_SOURCE_KINDS = ("data:asText", "data:asBase64", "blobId")
+
+capability(URN_BLOB, lambda core: {}, lambda core, account: {
+    "maxSizeBlobSet": core.limits["maxSizeUpload"],  # §4.1: uploads' own limit applies
+    "maxDataSources": BLOB_MAX_DATA_SOURCES,
+    "supportedTypeNames": [d.name for d in core.datatypes.values() if d.references_blobs],
+    "supportedDigestAlgorithms": list(BLOB_DIGESTS),
+})
+
+
+def readable_blob(call: MethodCall, account: Account, blob_id: str) -> bytes | None:
+    """The blob's octets if the account holds it (section 7's rule), else None."""
+    if call.store.blob_type(account.id, blob_id, call.core.now()) is None:
+        return None
+    return blob_content(call.store, blob_id)
+
+
+@method("Blob/upload", capability=URN_BLOB)
+def blob_upload(call: MethodCall, args: Args) -> dict:
+    """RFC 9404 §4.1: create blobs from data sources; each joins the createdIds."""
+    account = call.account(args, writable=True)
+    create = args.get("create", map_of(AnyJson, key=Id))
+    args.finish()
+    call.require("write", account)
+    limit = call.core.limits["maxObjectsInSet"]
+    if len(create) > limit:
+        raise MethodError("requestTooLarge", f"create: more than maxObjectsInSet ({limit})")
+    created, not_created = {}, {}
+    for creation_id, upload in create.items():
+        try:
+            created[creation_id] = _create_blob(call, account, upload)
+        except SetError as error:
+            not_created[creation_id] = error.to_json()
+        else:  # §4.1: later calls may name it "#creationId", createdIds given or not
+            call.created_ids[creation_id] = created[creation_id]["id"]
+    return {"accountId": account.id, "created": created or None,
+            "notCreated": not_created or None}
+
+
+def _create_blob(call: MethodCall, account: Account, upload: Any) -> dict:
+    """One UploadObject: its blob stored, answered as the upload endpoint would be."""
+    if not isinstance(upload, dict):
+        raise SetError.invalid_properties(["data"], "an UploadObject is a JSON object")
+    unknown = sorted(set(upload) - {"data", "type"})
+    if unknown:
+        raise SetError.invalid_properties(unknown, "an UploadObject has only data and type")
+    sources, media_type = upload.get("data"), upload.get("type")
+    if not isinstance(sources, list):
+        raise SetError.invalid_properties(["data"], "data must be a DataSourceObject[]")
+    if len(sources) > BLOB_MAX_DATA_SOURCES:
+        raise SetError.invalid_properties(["data"], f"more than maxDataSources "
+                                          f"({BLOB_MAX_DATA_SOURCES}) data sources")
+    if media_type is not None and not (isinstance(media_type, str)
+                                       and clean_media_type(media_type)):
+        raise SetError.invalid_properties(["type"], "type must be a media type or null")
+    limit, pieces, size = call.core.limits["maxSizeUpload"], [], 0
+    for index, source in enumerate(sources):
+        pieces.append(_source_octets(call, account, source, f"data[{index}]"))
+        size += len(pieces[-1])
+        if size > limit:
+            raise SetError("tooLarge", f"the blob would exceed maxSizeBlobSet ({limit} "
+                           "octets)", maxSize=limit)
+    try:
+        stored = upload_blob(call.core, call.user, account.id, b"".join(pieces), media_type)
+    except RequestError as error:  # the upload path's refusals, per creation here
+        raise SetError("tooLarge" if error.status == 413 else "forbidden",
+                       error.detail or str(error)) from None
+    return {"id": stored["blobId"], **stored}
+
+
+def _source_octets(call: MethodCall, account: Account, source: Any, where: str) -> bytes:
+    """RFC 9404 §4.1 DataSourceObject: invalid data or references are never guessed at."""
+    kinds = [kind for kind in _BLOB_SOURCE_KINDS if isinstance(source, dict) and kind in source]
+    allowed = {"blobId", "offset", "length"} if kinds == ["blobId"] else set(kinds)
+    if len(kinds) != 1 or set(source) - allowed:
+        raise SetError.invalid_properties(["data"], f"{where}: exactly one of data:asText, "
+                                          "data:asBase64, or blobId with offset and length")
+    value = source[kinds[0]]
+    if kinds == ["blobId"]:
+        return _blob_range(call, account, source, where)
+    if value is None:  # String|null: no octets
+        return b""
+    try:
+        if not isinstance(value, str):
+            raise ValueError("not a String")
+        if kinds == ["data:asText"]:
+            return value.encode("utf-8")  # a lone surrogate is no UTF-8
+        padded = value + "=" * (-len(value) % 4) if len(value) % 4 != 1 else value
+        return base64.b64decode(padded, validate=True)
+    except (ValueError, UnicodeError) as error:
+        raise SetError.invalid_properties(["data"], f"{where}: {kinds[0]} is not valid: "
+                                          f"{str(error)[:60]}") from None
+
+
+def _blob_range(call: MethodCall, account: Account, source: dict, where: str) -> bytes:
+    """The octets [offset, offset + length) of a blob the account holds (§4.1)."""
+    reference, offset, length = source["blobId"], source.get("offset"), source.get("length")
+    if not IdOrCreationRef.accepts(reference) or not all(
+            value is None or UnsignedInt.accepts(value) for value in (offset, length)):
+        raise SetError.invalid_properties(["data"], f"{where}: blobId must be an Id, offset "
+                                          "and length UnsignedInt|null")
+    blob_id = call.resolve_creation_id(reference)
+    octets = readable_blob(call, account, blob_id) if blob_id else None
+    if octets is None:
+        raise SetError("blobNotFound", f"{where}: no blob {reference!r}", notFound=[reference])
+    start = offset or 0
+    end = len(octets) if length is None else start + length
+    if start > len(octets) or end > len(octets):
+        raise SetError.invalid_properties(["data"], f"{where}: the range reaches past the "
+                                          f"blob's {len(octets)} octets")
+    return octets[start:end]
+
+
+@method("Blob/get", capability=URN_BLOB)
+def blob_get(call: MethodCall, args: Args) -> dict:
+    """RFC 9404 §4.2: blobs' size, and a range of their octets as text, base64, digests."""
+    account = call.account(args)
+    ids = args.get("ids", list_of(IdOrCreationRef), nullable=True)
+    wanted = args.get("properties", list_of(String), nullable=True)
+    offset = args.get("offset", UnsignedInt, 0, nullable=True)
+    length = args.get("length", UnsignedInt, None, nullable=True)
+    args.finish()
+    call.require("read", account)
+    if ids is None:
+        raise invalid_arguments("ids: blobs cannot be listed; name them")
+    wanted = _blob_properties(wanted)
+    ids, limit = list(dict.fromkeys(ids)), call.core.limits["maxObjectsInGet"]
+    if len(ids) > limit:
+        raise MethodError("requestTooLarge", f"ids: more than maxObjectsInGet ({limit})")
+    found, not_found = [], []
+    for requested in ids:
+        blob_id = call.resolve_creation_id(requested)
+        octets = readable_blob(call, account, blob_id) if blob_id else None
+        if octets is None:
+            not_found.append(requested)
+        else:
+            found.append(blob_view(blob_id, octets, wanted, offset, length))
+    return {"accountId": account.id, "list": found, "notFound": not_found}
+
+
+def _blob_properties(wanted: list[str] | None) -> list[str]:
+    """§4.2: data and size unless asked otherwise; digest:<algorithm> as advertised."""
+    if wanted is None:
+        return ["data", "size"]
+    unknown = [name for name in wanted if name != "id" and name not in BLOB_DATA_PROPERTIES
+               and name.removeprefix("digest:") not in BLOB_DIGESTS]
+    if unknown:
+        raise invalid_arguments(f"properties: Blob has no property {unknown[0]!r} (digests: "
+                                + ", ".join("digest:" + name for name in BLOB_DIGESTS) + ")")
+    return list(dict.fromkeys(wanted))
+
+
+def blob_view(blob_id: str, octets: bytes, wanted: list[str], offset: int,
+              length: int | None) -> dict:
+    """One Blob/get result (RFC 9404 §4.2); size is always the whole blob's."""
+    end = len(octets) if length is None else offset + length
+    selected = octets[offset:end]
+    try:
+        text = selected.decode("utf-8")  # a sequence cut in the middle is no UTF-8 either
+    except UnicodeDecodeError:
+        text = None
+    view = {"id": blob_id}
+    if "data:asText" in wanted or ("data" in wanted and text is not None):
+        view["data:asText"] = text  # §5: null, never mangled text
+    if "data:asBase64" in wanted or ("data" in wanted and text is None):
+        view["data:asBase64"] = base64.b64encode(selected).decode("ascii")
+    for name in wanted:
+        if name.startswith("digest:"):  # §4.2: of the octets a data field would return
+            digest = hashlib.new(BLOB_DIGESTS[name[7:]], selected, usedforsecurity=False)
+            view[name] = base64.b64encode(digest.digest()).decode("ascii")
+    if "size" in wanted:
+        view["size"] = len(octets)
+    if text is None and ("data" in wanted or "data:asText" in wanted):
+        view["isEncodingProblem"] = True
+    if offset > len(octets) or end > len(octets):
+        view["isTruncated"] = True
+    return view
+
+
+@method("Blob/lookup", capability=URN_BLOB)
+def blob_lookup(call: MethodCall, args: Args) -> dict:
+    """RFC 9404 §4.3: the ids of each type's objects that reference each blob."""
+    account = call.account(args)
+    type_names = args.get("typeNames", list_of(String))
+    ids = args.get("ids", list_of(Id))
+    args.finish()
+    call.require("read", account)
+    datatypes = [_lookup_type(call, name) for name in dict.fromkeys(type_names)]
+    ids, limit = list(dict.fromkeys(ids)), call.core.limits["maxObjectsInGet"]
+    if len(ids) > limit:
+        raise MethodError("requestTooLarge", f"ids: more than maxObjectsInGet ({limit})")
+    # §4.3: an unknown or invisible blob is listed too, with empty lists: nothing leaks
+    listed = [{"id": blob_id, "matchedIds": {d.name: d.blob_lookup(call, account, blob_id)
+                                             for d in datatypes}} for blob_id in ids]
+    return {"accountId": account.id, "list": listed, "notFound": []}
+
+
+def _lookup_type(call: MethodCall, name: str) -> DataType:
+    """§4.3: a type that can reference blobs, whose capability the request uses."""
+    datatype_ = call.core.datatypes.get(name)
+    if datatype_ is None or not datatype_.references_blobs:
+        raise MethodError("unknownDataType", f"typeNames: {name!r} is no type that "
+                          "references blobs")
+    if datatype_.capability not in call.using:
+        raise MethodError("unknownDataType", f"typeNames: {name!r} needs "
+                          f"{datatype_.capability} in 'using'")
+    return datatype_
+
+
+# --- 12.4 Backend info (draft-baum-jmap-backend-info) ----------------------------
+# draft-baum-jmap-backend-info-00 §1.2.1: which software answers, so that a client can
+# work around its quirks. A session capability only; accounts get nothing (§1.2.1).
+
+# §1.2.1 names the URN with ":core:"; its IANA section (§3.1) spells it without.
+URN_BACKEND_INFO = "urn:ietf:params:jmap:core:backendinfo"
+# §1.2.1 types environment as String|null (its example shows an object instead).
+BACKEND_ENVIRONMENT = f"Python {sys.version.split()[0]} ({sys.implementation.name})"
+
+capability(URN_BACKEND_INFO, lambda core: {
+    "apiBackend": {"name": "jmapd", "version": __version__},
+    "product": {"name": "jmapd", "version": __version__},
+    "environment": BACKEND_ENVIRONMENT,
+})
+
+
+# --- 12.5 REST mapping (draft-baum-jmap-rest) ------------------------------------
+# draft-baum-jmap-rest-01: one method call per POST to apiUrlRest, named by the path;
+# its arguments come from the query string (an array as comma-separated values) and
+# from an optional Request object body, which wins where both give one. The Request
+# built here runs through the API's own path (section 14), so errors are the API's;
+# the method call id is "" (§2). An empty query value counts as not given.
+
+URN_REST = "urn:ietf:params:jmap:rest"
+REST_PREFIX = "/jmap/rest/"
+REST_VARIABLES = ("using", "accountId", "ids")  # §1.3: variables beside methodCall
+_URL_INTEGER = re.compile(r"-?[0-9]{1,16}")
+
+capability(URN_REST, lambda core: {}, lambda core, account: {})  # §1.2.1: both empty
+SESSION_URLS["apiUrlRest"] = lambda base_url: (
+    base_url + REST_PREFIX + "<methodCall>?" + "&".join(f"{name}=<{name}>"
+                                                          for name in REST_VARIABLES))
+
+
+class UrlValue(str):
+    """A query-string argument, read as the type its method asks for (Args.get): the
+    text itself, else a Boolean, an Int, or an array of its comma-separated values."""
+
+    def read_as(self, type_: JmapType) -> Any:
+        text = str(self)
+        items = text.split(",")
+        readings = [text, {"true": True, "false": False}.get(text),
+                    int(text) if _URL_INTEGER.fullmatch(text) else None, items]
+        if all(_URL_INTEGER.fullmatch(item) for item in items):
+            readings.append([int(item) for item in items])
+        return next((r for r in readings if r is not None and type_.accepts(r)), text)
+
+
+def rest_request(core: JmapCore, method_name: str, query: str, body: Any) -> dict:
+    """The Request object of one REST call; body is the parsed JSON body, or None."""
+    variables = _url_variables(query)
+    request = {} if body is None else body
+    if not isinstance(request, dict):
+        raise RequestError("notRequest", "the body is not a Request object")
+    calls = request.get("methodCalls", [[method_name, {}, ""]])
+    if not (isinstance(calls, list) and len(calls) == 1 and isinstance(calls[0], list)
+            and len(calls[0]) == 3 and isinstance(calls[0][1], dict)):
+        raise RequestError("notRequest", "a REST request's methodCalls, if given, is one "
+                           "Invocation (§2: no batching)")
+    if calls[0][0] != method_name:
+        raise RequestError("notRequest", f"the body calls {calls[0][0]!r}, the URL "
+                           f"{method_name!r}")
+    spec = core.methods.get(method_name)
+    url_using = variables.pop("using", None)
+    using = (request["using"] if "using" in request else url_using.split(",") if url_using
+             else list(dict.fromkeys([URN_CORE, spec.capability if spec else URN_CORE])))
+    return {**request, "using": using,
+            "methodCalls": [[method_name, {**variables, **calls[0][1]}, ""]]}
+
+
+def _url_variables(query: str) -> dict[str, UrlValue]:
+    try:
+        query = query.encode("latin-1").decode("utf-8")  # http.server read it as latin-1
+    except UnicodeError:
+        pass
+    try:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, errors="strict")
+    except (UnicodeError, ValueError):
+        raise RequestError.http(400, "the query string is not valid UTF-8") from None
+    names = [name for name, _ in pairs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise RequestError("notRequest", f"{twice[0]!r} is given twice in the URL")
+    return {name: UrlValue(value) for name, value in pairs if value != ""}
+
+
+# =============================================================================
 # 13. WebSocket (codec)
 # =============================================================================
 # RFC 6455 framing and RFC 8887 message types, sans-IO: bytes in, frames and
@@ -6559,12 +6917,34 @@ def send_session(handler: JmapHTTPHandler, query: str) -> None:
 @route("POST", re.escape(API_PATH))
 def send_api_response(handler: JmapHTTPHandler, query: str) -> None:
     """RFC 8620 §3.1: a Request object in, a Response object out."""
+    answer_api_request(handler)
+
+
+@route("POST", re.escape(REST_PREFIX) + r"(?P<method_name>[^/]+(?:/[^/]+)?)/?")
+def send_rest_response(handler: JmapHTTPHandler, query: str, method_name: str) -> None:
+    """draft-baum-jmap-rest-01 §2: one method call, named by the path (12.5); the body
+    may be left out."""
+    try:
+        method_name = decode_segment(method_name)
+    except UnicodeError:
+        raise RequestError.http(404, "no such method") from None
+    answer_api_request(handler, lambda body: rest_request(handler.server.core, method_name,
+                                                          query, body), body_optional=True)
+
+
+def answer_api_request(handler: JmapHTTPHandler, build: Callable[[Any], Any] = lambda b: b,
+                       *, body_optional: bool = False) -> None:
+    """The API's one path: authenticate, read the JSON body, run the Request that
+    build makes of it (None for an empty optional body), send the Response."""
     user = handler.authenticate()
     core = handler.server.core
     body = handler.read_body(core.limits["maxSizeRequest"], "maxSizeRequest")
-    if not is_json_media_type(handler.headers.get("Content-Type")):
+    if body_optional and not body.strip():
+        request = build(None)
+    elif not is_json_media_type(handler.headers.get("Content-Type")):
         raise RequestError("notJSON", "Content-Type must be application/json")
-    request = parse_json_body(body)
+    else:
+        request = build(parse_json_body(body))
     handler.trace("request", request)
     response = core.handle_request(user, request)
     handler.trace("response", response)
