@@ -301,7 +301,8 @@ def test_http_session_for_bob_lists_only_bobs_account(web):
     session = json.loads(web.send("GET", "/jmap/session", auth=web.basic("bob")).data)
     assert session["username"] == "bob"
     assert list(session["accounts"]) == ["bob"]
-    assert session["primaryAccounts"] == {MAIL: "bob", jmapd.URN_SUBMISSION: "bob", jmapd.URN_VACATION: "bob"}
+    assert session["primaryAccounts"] == {MAIL: "bob", jmapd.URN_SUBMISSION: "bob", jmapd.URN_VACATION: "bob",
+                                          jmapd.URN_QUOTA: "bob", jmapd.URN_MDN: "bob"}
 
 
 def test_http_session_requires_authentication(web):

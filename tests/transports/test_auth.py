@@ -229,7 +229,8 @@ def test_alices_session_lists_only_her_account(web):
     """RFC 8620 §2 accounts: only the accounts the user can access are listed."""
     session = json.loads(web.send("GET", "/jmap/session").data)
     assert list(session["accounts"]) == ["alice"]
-    assert session["primaryAccounts"] == {MAIL: "alice", jmapd.URN_SUBMISSION: "alice", jmapd.URN_VACATION: "alice"}
+    assert session["primaryAccounts"] == {MAIL: "alice", jmapd.URN_SUBMISSION: "alice", jmapd.URN_VACATION: "alice",
+                                          jmapd.URN_QUOTA: "alice", jmapd.URN_MDN: "alice"}
 
 
 def test_alice_cannot_upload_into_bobs_account(web):
