@@ -5779,14 +5779,30 @@ def set_mail_quota(core: JmapCore, user: "User | str", *, octets: int | None = N
     administrator would; `used` is kept."""
     user = core.user(user)
     with core.store.transaction():
-        found = core.store.get_objects(user.account_id, "Quota", list(MAIL_QUOTAS))
+        found = _ensure_mail_quotas(core, user)
         for quota_id, hard_limit in (("Qoctets", octets), ("Qcount", count)):
-            if hard_limit is None or quota_id not in found:
+            if hard_limit is None:
                 continue
             if not UnsignedInt.accepts(hard_limit):
                 raise ValueError(f"a quota is an UnsignedInt, not {hard_limit!r}")
             core.store.update_object(user.account_id, "Quota", quota_id, mail_quota_record(
                 quota_id, hard_limit, found[quota_id]["used"]), core.now())
+
+
+def _ensure_mail_quotas(core: JmapCore, user: User) -> dict[str, dict]:
+    """The account's mail Quotas, made now if it has none (an account set up without
+    ACCOUNT_SETUP, or kept in a --db from before quotas), used counted from its mail."""
+    found = core.store.get_objects(user.account_id, "Quota", list(MAIL_QUOTAS))
+    if len(found) < len(MAIL_QUOTAS):
+        emails = core.store.get_objects(user.account_id, "Email", None).values()
+        usage = {"Qoctets": sum(e["size"] for e in emails), "Qcount": len(emails)}
+        for quota_id, (_, limit, _) in MAIL_QUOTAS.items():
+            if quota_id not in found:
+                found[quota_id] = mail_quota_record(quota_id, core.limits[limit],
+                                                    usage[quota_id])
+                core.store.insert_initial_object(user.account_id, "Quota", quota_id,
+                                                 found[quota_id], core.now())
+    return found
 
 
 def apply_configured_quotas(core: JmapCore, limits: dict | None) -> None:
@@ -6989,6 +7005,7 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
             name, _, password = spec.partition(":")
             if not core.store.user(name):
                 core.add_user(name, password)
+        apply_configured_quotas(core, limits)  # 12.2: seeded accounts get them too
         return JmapServer(core, host, port, cors_origin, trace, relay,
                           allow_http_push=allow_http_push, push_ca=push_ca,
                           push_policy=push_policy)
@@ -7249,6 +7266,8 @@ def _seed_users_from_json(core: JmapCore, path: str) -> None:
             user = core.add_user(entry["name"], entry["password"], entry.get("token"),
                                  entry.get("email"), setup=mailboxes is None)
             create_mailbox_tree(core, user, mailboxes or [])
+            if "quota" in entry:  # 12.2: {"octets": N, "count": N}, either optional
+                set_mail_quota(core, user, **entry["quota"])
 
 
 # The demo mailbox of fixtures/demo/, compressed; fixtures/demo/make_demo.py writes it.
@@ -7418,6 +7437,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="add a login (repeatable); its token is token-NAME")
     parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                         help="override a limit, e.g. maxObjectsInGet=5 (repeatable)")
+    parser.add_argument("--quota-octets", type=int, metavar="N",
+                        help="each account's mail quota in octets (RFC 9425; default 10 GiB)")
+    parser.add_argument("--quota-count", type=int, metavar="N",
+                        help="each account's mail quota in messages (default 1000000)")
     parser.add_argument("--cors-origin", default="*", metavar="ORIGIN",
                         help="Access-Control-Allow-Origin value (default *)")
     parser.add_argument("--deterministic", action="store_true",
@@ -7479,6 +7502,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=options.log_level.upper(), format="jmapd %(levelname)s %(message)s")
     try:
         limits = parse_limits(options.limit)
+        for name, value in (("mailQuotaOctets", options.quota_octets),
+                            ("mailQuotaCount", options.quota_count)):
+            if value is not None:
+                limits[name] = value
         clock, ids = (FixedClock(), SequentialIds()) if options.deterministic else (None, None)
         server = serve(options.seed, host=options.host, port=options.port, db=options.db,
                        users=options.user, limits=limits, clock=clock, ids=ids,
