@@ -5892,6 +5892,17 @@ class MDN(DataType):
 MDN_TYPE = MDN()
 
 
+def _mdn_account(call: MethodCall, args: Args, *, writable: bool = False) -> Account:
+    """RFC 9007 §2.1, §2.2: an accountId that "cannot be found" is invalidArguments
+    (where RFC 8620 §3.6.2 would say accountNotFound)."""
+    try:
+        return call.account(args, writable=writable)
+    except MethodError as error:
+        if error.type != "accountNotFound":
+            raise
+        raise invalid_arguments(str(error)) from None
+
+
 def _mdnsent_patches(send: dict, updates: dict) -> dict[str, dict]:
     """RFC 9007 §2.1: each MDN's creation id -> its Email patch, which MUST set
     $mdnsent; the server "MUST reject an MDN/send" whose patches do not."""
@@ -5916,7 +5927,7 @@ def _mdnsent_patches(send: dict, updates: dict) -> dict[str, dict]:
 @method("MDN/send", capability=URN_MDN)
 def mdn_send(call: MethodCall, args: Args) -> dict:
     """RFC 9007 §2.1: send MDNs for received Emails, then mark those Emails."""
-    account = call.account(args, writable=True)
+    account = _mdn_account(call, args, writable=True)
     identity_id = args.get("identityId", Id)
     send = args.get("send", map_of(AnyJson, key=Id))
     updates = args.get("onSuccessUpdateEmail", map_of(AnyJson, key=IdOrCreationRef),
@@ -6089,7 +6100,7 @@ def _mdn_fields(record: dict) -> bytes:
 @method("MDN/parse", capability=URN_MDN)
 def mdn_parse(call: MethodCall, args: Args) -> dict:
     """RFC 9007 §2.2: read MDN objects out of report messages held as blobs."""
-    account = call.account(args)
+    account = _mdn_account(call, args)
     blob_ids = args.get("blobIds", list_of(Id))
     args.finish()
     call.require("read", account)
