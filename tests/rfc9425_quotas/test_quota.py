@@ -276,3 +276,21 @@ def test_cli_quota_options_become_limits():
     """--quota-octets and --quota-count are parsed as positive numbers."""
     options = jmapd.build_arg_parser().parse_args(["--quota-octets", "123", "--quota-count", "4"])
     assert (options.quota_octets, options.quota_count) == (123, 4)
+
+
+def test_sending_to_a_local_user_over_quota_reports_delivered_no(core, jmap, bob):
+    """§4.1 hardLimit at delivery: the recipient's server refuses, and the sender's
+    EmailSubmission says so (RFC 8621 §7 deliveryStatus delivered "no")."""
+    jmapd.set_mail_quota(core, "bob", count=0)
+    using = (CORE, MAIL, jmapd.URN_SUBMISSION)
+    response = jmap.request([
+        ["Email/set", {"accountId": "alice", "create": {"e": {
+            "mailboxIds": {jmap.mailbox_ids()["Sent"]: True}, "subject": "Full?",
+            "from": [{"email": "alice@example.com"}], "to": [{"email": "bob@example.com"}],
+            "bodyValues": {"1": {"value": "x"}},
+            "textBody": [{"partId": "1", "type": "text/plain"}]}}}, "0"],
+        ["EmailSubmission/set", {"accountId": "alice", "create": {
+            "s": {"identityId": "Iprimary", "emailId": "#e"}}}, "1"]], using)["methodResponses"]
+    status = response[1][1]["created"]["s"]["deliveryStatus"]["bob@example.com"]
+    assert status["delivered"] == "no" and "overQuota" in status["smtpReply"]
+    assert used(bob) == {"Qoctets": 0, "Qcount": 0}
