@@ -294,3 +294,14 @@ def test_sending_to_a_local_user_over_quota_reports_delivered_no(core, jmap, bob
     status = response[1][1]["created"]["s"]["deliveryStatus"]["bob@example.com"]
     assert status["delivered"] == "no" and "overQuota" in status["smtpReply"]
     assert used(bob) == {"Qoctets": 0, "Qcount": 0}
+
+
+def test_destroying_a_mailbox_with_its_emails_gives_their_usage_back(core, jmap):
+    """§4.1 used, with RFC 8621 §2.5 onDestroyRemoveEmails: removed Emails leave."""
+    box = jmap.call("Mailbox/set", {"accountId": "alice", "create": {"b": {"name": "Old"}}})
+    box_id = box["created"]["b"]["id"]
+    import_raw(core, jmap, RAW, [box_id])
+    assert used(jmap)["Qcount"] == 1
+    jmap.call("Mailbox/set", {"accountId": "alice", "destroy": [box_id],
+                              "onDestroyRemoveEmails": True})
+    assert used(jmap) == {"Qoctets": 0, "Qcount": 0}
