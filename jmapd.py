@@ -267,6 +267,7 @@ SET_ERRORS = {
     "forbiddenMailFrom": "RFC 8621 §7.5",
     "forbiddenToSend": "RFC 8621 §7.5",
     "cannotUnsend": "RFC 8621 §7.5",
+    "mdnAlreadySent": "RFC 9007 §2.1",
 }
 
 HTTP_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -1985,6 +1986,12 @@ class DataType:
         """Whether /get may ask for this property (Email adds header:* forms)."""
         return name in self.properties
 
+    def visible(self, call: MethodCall, account: Account,
+                records: dict[str, dict]) -> dict[str, dict]:
+        """The records this call may see; /get reports the others notFound (12.2: a
+        Quota none of whose types the client asked for, RFC 9425 §4.1)."""
+        return records
+
     def render(self, call: MethodCall, account: Account, records: dict[str, dict],
                wanted: list[str], extra: dict) -> dict[str, dict]:
         """The wire form of each record with the wanted properties (/get)."""
@@ -2128,15 +2135,16 @@ def standard_get(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     if ids is None:
         if call.store.count_objects(account.id, datatype_.name) > limit:
             raise MethodError("requestTooLarge", f"more than {limit} objects; page with /query")
-        records = call.store.get_objects(account.id, datatype_.name, None)
+        records = datatype_.visible(call, account,
+                                    call.store.get_objects(account.id, datatype_.name, None))
         ids = list(records)
     else:
         ids = list(dict.fromkeys(ids))  # a repeated id is returned once
         if len(ids) > limit:
             raise MethodError("requestTooLarge", f"ids: more than maxObjectsInGet ({limit})")
         resolved = {i: call.resolve_creation_id(i) for i in ids}
-        records = call.store.get_objects(account.id, datatype_.name,
-                                         [r for r in resolved.values() if r])
+        records = datatype_.visible(call, account, call.store.get_objects(
+            account.id, datatype_.name, [r for r in resolved.values() if r]))
     shown = datatype_.render(call, account, records, wanted, extra)
     found = [shown[object_id] for object_id in (call.resolve_creation_id(i) for i in ids)
              if object_id in records]
@@ -3930,7 +3938,12 @@ COMPOSED_PROPERTIES = {"messageId", "inReplyTo", "references", "sender", "from",
 THREAD_WIDE = {"allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword"}
 
 
-# 9.3.3 the data type.
+# 9.3.3 the data type. EMAIL_SIZE_HOOKS is the seam for what follows the mail an
+# account holds (12.2 Quotas): each fn(context, octets, count) runs as an Email is
+# about to arrive (positive) or leave (negative), and may refuse an arrival by
+# raising SetError (the item's savepoint then undoes the create).
+
+EMAIL_SIZE_HOOKS: list[Callable[["SetContext", int, int], None]] = []
 
 def _true_map(key: JmapType) -> JmapType:
     return map_of(TrueValue, key=key)
@@ -4046,6 +4059,10 @@ class Email(DataType):
 
     def after_write(self, context: SetContext, object_id: str, record: dict | None,
                     existing: dict | None) -> None:
+        if record is None or existing is None:  # arrives or leaves: EMAIL_SIZE_HOOKS
+            sign = 1 if existing is None else -1
+            for hook in EMAIL_SIZE_HOOKS:
+                hook(context, sign * (record or existing)["size"], sign)
         if existing is None:
             store_email_row(context, object_id, record, context.parsed)
         touched = sync_memberships(context, object_id, record, existing)
@@ -5872,11 +5889,12 @@ class PushOutbox:
 # =============================================================================
 # 12. Extensions
 # =============================================================================
-# One numbered sub-section per extension spec, in the order issues add them. Each
-# registers its capability, methods and routes through section 1's registries, so it
-# is advertised exactly when its code is here, and reaches the engine only through
-# named seams: DataType.references_blobs and blob_lookup (12.1), Args.get's read_as
-# and SESSION_URLS (12.5).
+# One numbered sub-section per extension spec, in the order the issues add them
+# (STYLE §3.3). Each registers its capability, data types, methods and routes through
+# section 1's registries, so it is advertised exactly when its code is here, and
+# changes the engine or a mail type only through a named seam: DataType.references_blobs
+# and blob_lookup (12.1), EMAIL_SIZE_HOOKS in 9.3 and DataType.visible (12.2),
+# Args.get's read_as and SESSION_URLS (12.5).
 
 # --- 12.1 Blob (RFC 9404) -------------------------------------------------------
 # Blob/upload concatenates inline octets and ranges of blobs the account holds and
@@ -6097,6 +6115,526 @@ def _lookup_type(call: MethodCall, name: str) -> DataType:
         raise MethodError("unknownDataType", f"typeNames: {name!r} needs "
                           f"{datatype_.capability} in 'using'")
     return datatype_
+
+
+# --- 12.2 Quotas (RFC 9425) ----------------------------------------------------
+# Each account has two mail quotas, octets and count, over every Email it holds.
+# `used` is stored in the Quota object and moved by EMAIL_SIZE_HOOKS (9.3) on every
+# arrival and removal (Email/set, /import, /copy, delivery), as a counts-only write
+# (content unchanged), so Quota/changes answers updatedProperties ["used"] and the
+# state pushes like any type's. An arrival past hardLimit is overQuota (RFC 8620
+# §5.3, RFC 8621 §4.8). Limits come from --quota-octets/--quota-count (the limits
+# mailQuotaOctets/mailQuotaCount), a seed file's "quota", or set_mail_quota().
+
+URN_QUOTA = "urn:ietf:params:jmap:quota"  # RFC 9425 §2.1
+SERVER_LIMITS.update({"mailQuotaOctets": 10 * 2 ** 30,  # a new account's hard limits
+                      "mailQuotaCount": 1_000_000})
+QUOTA_WARN_SHARE, QUOTA_SOFT_SHARE = 0.8, 0.9  # warnLimit, softLimit: shares of hardLimit
+MAIL_QUOTAS = {  # Quota id -> (resourceType, its limit's name, its name)
+    "Qoctets": ("octets", "mailQuotaOctets", "Mail storage"),
+    "Qcount": ("count", "mailQuotaCount", "Mail messages"),
+}
+QUOTA_DESCRIPTION = ("The {what} of all Emails in this account. Past the hard limit no Email "
+                     "is created, imported, copied or delivered; the warn and soft limits "
+                     "only warn.")
+
+capability(URN_QUOTA, lambda core: {}, lambda core, account: {})  # RFC 9425 §2.1: {}
+
+
+def _quota_has_type(value: str) -> tuple[str, list]:
+    return "EXISTS (SELECT 1 FROM json_each(data, '$.types') t WHERE t.value = ?)", [value]
+
+
+def known_type_names(call: MethodCall) -> list[str]:
+    """The data types whose capability the request's `using` names (RFC 9425 §4.1)."""
+    return sorted(name for name, datatype_ in call.core.datatypes.items()
+                  if datatype_.capability in call.using)
+
+
+@datatype
+class Quota(DataType):
+    """RFC 9425 §4: a limit on an account's usage, with the usage itself."""
+
+    name = "Quota"
+    capability = URN_QUOTA
+    id_prefix = "Q"
+    methods = ("get", "changes", "query", "queryChanges")
+    properties = {
+        "id": Prop(Id, server_set=True, immutable=True),
+        "resourceType": Prop(one_of("count", "octets"), server_set=True),  # §3.2
+        "used": Prop(UnsignedInt, server_set=True),
+        "hardLimit": Prop(UnsignedInt, server_set=True),
+        "scope": Prop(one_of("account", "domain", "global"), server_set=True),  # §3.1
+        "name": Prop(String, server_set=True),
+        "types": Prop(list_of(String), server_set=True),
+        "warnLimit": Prop(UnsignedInt, nullable=True, server_set=True, default=None),
+        "softLimit": Prop(UnsignedInt, nullable=True, server_set=True, default=None),
+        "description": Prop(String, nullable=True, server_set=True, default=None),
+    }
+    filters = {  # RFC 9425 §4.4
+        "name": Filter("contains", "name"),
+        "scope": Filter("equals", "scope"),
+        "resourceType": Filter("equals", "resourceType"),
+        "type": Filter("sql", build=_quota_has_type),
+    }
+    sorts = {"name": Sort("name", is_text=True), "used": Sort("used")}  # §4.4 MUST
+    count_properties = ("used",)  # §4.3 updatedProperties
+
+    def visible(self, call: MethodCall, account: Account,
+                records: dict[str, dict]) -> dict[str, dict]:
+        """§4.1: "MUST NOT return Quota objects for which there are no types
+        recognized by the client"."""
+        known = set(known_type_names(call))
+        return {i: r for i, r in records.items() if known & set(r.get("types", ()))}
+
+    def render(self, call: MethodCall, account: Account, records: dict[str, dict],
+               wanted: list[str], extra: dict) -> dict[str, dict]:
+        """§4.1: types the client did not ask for in `using` are filtered out."""
+        shown = super().render(call, account, records, wanted, extra)
+        known = set(known_type_names(call))
+        for quota in shown.values():
+            if "types" in quota:
+                quota["types"] = [t for t in quota["types"] if t in known]
+        return shown
+
+    def query(self, call: MethodCall, account: Account, query: CompiledQuery,
+              window: tuple[int, int] | None) -> list[str]:
+        return super().query(call, account, _visible_quotas(call, query), window)
+
+    def count(self, call: MethodCall, account: Account, query: CompiledQuery) -> int:
+        return super().count(call, account, _visible_quotas(call, query))
+
+
+def _visible_quotas(call: MethodCall, query: CompiledQuery) -> CompiledQuery:
+    """The query narrowed to the Quotas the client may see (Quota.visible, in SQL)."""
+    known = known_type_names(call)
+    seen = (f"EXISTS (SELECT 1 FROM json_each(data, '$.types') t WHERE t.value IN "
+            f"({','.join('?' * len(known))}))") if known else "0"
+    return dataclasses.replace(query, where=f"({query.where}) AND {seen}",
+                               params=[*query.params, *known])
+
+
+def mail_quota_record(quota_id: str, hard_limit: int, used: int) -> dict:
+    """A mail Quota as stored: limits derived from hardLimit."""
+    resource_type, _, name = MAIL_QUOTAS[quota_id]
+    return {"resourceType": resource_type, "used": used, "hardLimit": hard_limit,
+            "scope": "account", "name": name, "types": ["Email"],
+            "warnLimit": int(hard_limit * QUOTA_WARN_SHARE),
+            "softLimit": int(hard_limit * QUOTA_SOFT_SHARE),
+            "description": QUOTA_DESCRIPTION.format(
+                what="total size in octets" if resource_type == "octets" else "number")}
+
+
+def create_mail_quotas(core: JmapCore, user: User) -> None:
+    """Every new account starts with its mail quotas, at the configured limits."""
+    for quota_id, (_, limit, _) in MAIL_QUOTAS.items():
+        core.store.insert_initial_object(user.account_id, "Quota", quota_id,
+                                         mail_quota_record(quota_id, core.limits[limit], 0),
+                                         core.now())
+
+
+ACCOUNT_SETUP.append(create_mail_quotas)
+
+
+def set_mail_quota(core: JmapCore, user: "User | str", *, octets: int | None = None,
+                   count: int | None = None) -> None:
+    """Give an account new hard limits (warn and soft limits follow), as an
+    administrator would; `used` is kept."""
+    user = core.user(user)
+    with core.store.transaction():
+        found = _ensure_mail_quotas(core, user)
+        for quota_id, hard_limit in (("Qoctets", octets), ("Qcount", count)):
+            if hard_limit is None:
+                continue
+            if not UnsignedInt.accepts(hard_limit):
+                raise ValueError(f"a quota is an UnsignedInt, not {hard_limit!r}")
+            core.store.update_object(user.account_id, "Quota", quota_id, mail_quota_record(
+                quota_id, hard_limit, found[quota_id]["used"]), core.now())
+
+
+def _ensure_mail_quotas(core: JmapCore, user: User) -> dict[str, dict]:
+    """The account's mail Quotas, made now if it has none (an account set up without
+    ACCOUNT_SETUP, or kept in a --db from before quotas), used counted from its mail."""
+    found = core.store.get_objects(user.account_id, "Quota", list(MAIL_QUOTAS))
+    if len(found) < len(MAIL_QUOTAS):
+        emails = core.store.get_objects(user.account_id, "Email", None).values()
+        usage = {"Qoctets": sum(e["size"] for e in emails), "Qcount": len(emails)}
+        for quota_id, (_, limit, _) in MAIL_QUOTAS.items():
+            if quota_id not in found:
+                found[quota_id] = mail_quota_record(quota_id, core.limits[limit],
+                                                    usage[quota_id])
+                core.store.insert_initial_object(user.account_id, "Quota", quota_id,
+                                                 found[quota_id], core.now())
+    return found
+
+
+def apply_configured_quotas(core: JmapCore, limits: dict | None) -> None:
+    """serve(): the configured mail quotas hold for every account, seeded ones too."""
+    octets, count = ((limits or {}).get(name) for name in ("mailQuotaOctets", "mailQuotaCount"))
+    if octets is not None or count is not None:
+        for user in core.users():
+            set_mail_quota(core, user, octets=octets, count=count)
+
+
+def follow_mail_usage(context: SetContext, octets: int, count: int) -> None:
+    """EMAIL_SIZE_HOOKS (9.3): refuse an arrival past a hard limit (overQuota, RFC
+    8620 §5.3), else move `used` as a counts-only write (RFC 9425 §4.3)."""
+    store, account_id = context.store, context.account.id
+    found = store.get_objects(account_id, "Quota", list(MAIL_QUOTAS))
+    change = {"Qoctets": octets, "Qcount": count}
+    for quota_id, quota in found.items():
+        if change[quota_id] > 0 and quota["used"] + change[quota_id] > quota["hardLimit"]:
+            raise SetError("overQuota", f"{quota['name']}: {quota['used']} of "
+                           f"{quota['hardLimit']} {quota['resourceType']} used; this Email "
+                           f"needs {change[quota_id]} more")
+    for quota_id, quota in found.items():
+        store.update_object(account_id, "Quota", quota_id,
+                            {**quota, "used": max(0, quota["used"] + change[quota_id])},
+                            context.now, content_changed=False)
+
+
+EMAIL_SIZE_HOOKS.append(follow_mail_usage)
+
+
+# --- 12.3 MDN (RFC 9007) -------------------------------------------------------
+# MDN/send turns each MDN object into an RFC 8098 report (multipart/report with a
+# human-readable part, the message/disposition-notification fields and the original
+# message or its header) and hands it to section 10's send_message with a null
+# return path (RFC 8098 §3), to the addresses in Disposition-Notification-To; the
+# sender's own jmapd files it with her EmailSubmission (10.3 file_report). Its
+# onSuccessUpdateEmail, which MUST set $mdnsent (§2.1), becomes an implicit
+# Email/set. MDN/parse reads such reports, ours or any other program's, back.
+
+URN_MDN = "urn:ietf:params:jmap:mdn"  # RFC 9007 §1.3
+MDN_SENT = "$mdnsent"  # RFC 9007 §1.2: always lowercase
+ACTION_MODES = ("manual-action", "automatic-action")
+SENDING_MODES = ("mdn-sent-manually", "mdn-sent-automatically")
+DISPOSITION_TYPES = ("deleted", "dispatched", "displayed", "processed")
+# RFC 8098 §3.2: the fields an MDN report defines; any other is an extension field
+MDN_FIELDS = {"reporting-ua": "reportingUA", "mdn-gateway": "mdnGateway",
+              "original-recipient": "originalRecipient", "final-recipient": "finalRecipient",
+              "original-message-id": "originalMessageId", "disposition": "disposition",
+              "error": "error"}
+_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 §3.6.8 ftext
+_DISPOSITION = re.compile(r"\s*([A-Za-z-]+)\s*/\s*([A-Za-z-]+)\s*;\s*([A-Za-z-]+)\s*(?:/.*)?",
+                          re.S)
+DISPOSITION_WORDS = {"displayed": "displayed", "deleted": "deleted without being displayed",
+                     "dispatched": "dispatched without being displayed",
+                     "processed": "processed without being displayed"}
+
+capability(URN_MDN, lambda core: {}, lambda core, account: {})  # RFC 9007 §1.3: {}
+
+Disposition = record_of({"actionMode": one_of(*ACTION_MODES),
+                         "sendingMode": one_of(*SENDING_MODES),
+                         "type": one_of(*DISPOSITION_TYPES)})
+
+
+class MDN(DataType):
+    """RFC 9007 §2: an MDN object. Never stored, so not registered; the engine's
+    property checks (check_properties) read this declaration for MDN/send."""
+
+    name = "MDN"
+    capability = URN_MDN
+    methods = ()
+    properties = {
+        "forEmailId": Prop(Id, nullable=True),
+        "subject": Prop(String, nullable=True, default=None),
+        "textBody": Prop(String, nullable=True, default=None),
+        "includeOriginalMessage": Prop(Boolean, default=False),
+        "reportingUA": Prop(String, nullable=True, default=None),
+        "disposition": Prop(Disposition),
+        "mdnGateway": Prop(String, nullable=True, server_set=True, default=None),
+        "originalRecipient": Prop(String, nullable=True, server_set=True, default=None),
+        "finalRecipient": Prop(String, nullable=True, default=None),
+        "originalMessageId": Prop(String, nullable=True, server_set=True, default=None),
+        "error": Prop(list_of(String), nullable=True, server_set=True, default=None),
+        "extensionFields": Prop(map_of(String), nullable=True, default=None),
+    }
+
+
+MDN_TYPE = MDN()
+
+
+def _mdn_account(call: MethodCall, args: Args, *, writable: bool = False) -> Account:
+    """RFC 9007 §2.1, §2.2: an accountId that "cannot be found" is invalidArguments
+    (where RFC 8620 §3.6.2 would say accountNotFound)."""
+    try:
+        return call.account(args, writable=writable)
+    except MethodError as error:
+        if error.type != "accountNotFound":
+            raise
+        raise invalid_arguments(str(error)) from None
+
+
+def _mdnsent_patches(send: dict, updates: dict) -> dict[str, dict]:
+    """RFC 9007 §2.1: each MDN's creation id -> its Email patch, which MUST set
+    $mdnsent; the server "MUST reject an MDN/send" whose patches do not."""
+    patches = {}
+    for reference, patch in updates.items():
+        if not (reference.startswith("#") and reference[1:] in send):
+            raise invalid_arguments(f"onSuccessUpdateEmail: {reference!r} is not '#' and a "
+                                    "creation id of this call's send")
+        if not isinstance(patch, dict):
+            raise invalid_arguments(f"onSuccessUpdateEmail: {reference!r} is no PatchObject")
+        patches[reference[1:]] = patch
+    for creation_id in send:
+        patch = patches.get(creation_id, {})
+        keywords = patch.get("keywords")
+        if patch.get("keywords/" + MDN_SENT) is not True and not (
+                isinstance(keywords, dict) and keywords.get(MDN_SENT) is True):
+            raise invalid_arguments(f"onSuccessUpdateEmail: #{creation_id} must set "
+                                    f"keywords/{MDN_SENT} to true (RFC 9007 §2.1)")
+    return patches
+
+
+@method("MDN/send", capability=URN_MDN)
+def mdn_send(call: MethodCall, args: Args) -> dict:
+    """RFC 9007 §2.1: send MDNs for received Emails, then mark those Emails."""
+    account = _mdn_account(call, args, writable=True)
+    identity_id = args.get("identityId", Id)
+    send = args.get("send", map_of(AnyJson, key=Id))
+    updates = args.get("onSuccessUpdateEmail", map_of(AnyJson, key=IdOrCreationRef),
+                       nullable=True) or {}
+    args.finish()
+    if URN_MAIL not in call.using:  # §2.1: "MUST contain" both capabilities
+        raise MethodError("unknownMethod", f"MDN/send needs {URN_MAIL} in 'using' too")
+    _check_set_size(call, len(send))
+    identity = call.store.get_objects(account.id, "Identity", [identity_id]).get(identity_id)
+    if identity is None:  # §2.1: an unknown identityId is invalidArguments
+        raise invalid_arguments(f"identityId: no Identity {identity_id!r}")
+    patches = _mdnsent_patches(send, updates)
+    call.require("write", account)
+    context = SetContext(call, account, MDN_TYPE, {})
+    context.identity, context.answered_for = identity, {}
+    sent, not_sent = _run_each(context, send.items(), _send_one_mdn)
+    update = {context.answered_for[k]: patches[k] for k in sent}
+    if update:  # §2.1 and its §3.1 example: an implicit Email/set follows
+        call.then = ("Email/set", {"accountId": account.id, "update": update})
+    return {"accountId": account.id, "sent": sent or None, "notSent": not_sent or None}
+
+
+def _send_one_mdn(context: SetContext, creation_id: str, given: Any) -> dict:
+    """Check one MDN, build its report and send it; answer what the client did not set."""
+    if not isinstance(given, dict):
+        raise SetError("invalidProperties", "an MDN must be a JSON object")
+    record = {**MDN_TYPE.defaults, **check_properties(context, given, existing=None)}
+    missing = [k for k in ("forEmailId", "disposition") if record.get(k) is None]
+    if missing:  # §2: forEmailId "MUST NOT be null for MDN/send"
+        raise SetError.invalid_properties(missing, f"{missing[0]} is required")
+    _check_extension_fields(record["extensionFields"] or {})
+    email_id = record["forEmailId"]
+    raw, headers = _received_message(context, email_id)
+    recipients = [a["email"] for a in header_value(
+        headers, "disposition-notification-to", "asAddresses", False) or []
+        if is_mailbox_address(a["email"])]
+    if not recipients:  # §2.1 notFound: "has no valid Disposition-Notification-To"
+        raise SetError("notFound", f"Email {email_id!r} asks for no MDN "
+                       "(no valid Disposition-Notification-To header field)")
+    record = _with_default_texts(_server_set_mdn_fields(context, record, headers), headers)
+    core = context.call.core
+    reason = sending_forbidden(core, context.call.user)
+    if reason is not None:
+        raise SetError("forbidden", reason)
+    report = mdn_report(core, context.identity, record, headers, raw, recipients)
+    limit = core.limits["maxSizeSubmission"]
+    if len(report) > limit:
+        raise SetError("tooLarge", f"the MDN is {len(report)} octets; at most {limit} may "
+                       "be sent", maxSize=limit)
+    send_message(core, "", recipients, report)  # RFC 8098 §3: a null return path
+    context.answered_for[creation_id] = email_id
+    return {k: v for k, v in record.items() if given.get(k, MISSING) != v}
+
+
+def _check_extension_fields(fields: dict) -> None:
+    """RFC 8098 §3.3: extension fields are header fields MDN reports do not define."""
+    for name, value in fields.items():
+        if not _FIELD_NAME.fullmatch(name) or name.lower() in MDN_FIELDS \
+                or "\r" in value or "\n" in value:
+            raise SetError.invalid_properties(["extensionFields"], f"extensionFields: "
+                                              f"{name!r} is no extension field of one line")
+
+
+def _received_message(context: SetContext, email_id: str) -> tuple[bytes, list]:
+    """The Email's octets and header fields, refusing one already answered (§2.1)."""
+    found = context.store.get_objects(context.account.id, "Email", [email_id])
+    if email_id not in found:
+        raise SetError("notFound", f"no Email {email_id!r}")
+    if MDN_SENT in found[email_id].get("keywords", {}) or \
+            email_id in context.answered_for.values():
+        raise SetError("mdnAlreadySent", f"{MDN_SENT} keyword is already present")
+    raw = blob_content(context.store, found[email_id]["blobId"]) or b""
+    return raw, split_header_block(raw, 0, len(raw))[0]
+
+
+def _server_set_mdn_fields(context: SetContext, record: dict, headers: list) -> dict:
+    """§2.1: originalRecipient and originalMessageId from the message (RFC 8098 §3.2),
+    finalRecipient from the Identity unless the client's is one it may use (§5)."""
+    own = context.identity["email"]
+    final = record["finalRecipient"]
+    if final is None:
+        final = f"rfc822; {own}"
+    else:
+        kind, semicolon, address = final.partition(";")
+        if not semicolon or not kind.strip():
+            raise SetError.invalid_properties(["finalRecipient"], "finalRecipient: "
+                                              "address-type \"; \" address, e.g. rfc822; a@b")
+        if kind.strip().lower() != "rfc822" or not address_allowed(own, address.strip()):
+            raise SetError("forbiddenFrom", f"the Identity ({own}) may not be the final "
+                           f"recipient {final!r}")
+    message_ids = header_value(headers, "message-id", "asMessageIds", False)
+    original_recipient = [v for n, v in headers if n.lower() == "original-recipient"]
+    return {**record, "finalRecipient": final,
+            "originalMessageId": f"<{message_ids[0]}>" if message_ids else None,
+            "originalRecipient": unfold(original_recipient[-1]).strip()
+            if original_recipient else None}
+
+
+def _with_default_texts(record: dict, headers: list) -> dict:
+    """The subject and human-readable text the server picks when the client gives none
+    (MDN/send answers them in `sent`: "set to a default by the server", §2.1)."""
+    original = header_value(headers, "subject", "asText", False) or "your message"
+    recipient = record["finalRecipient"].partition(";")[2].strip()
+    return {**record, "subject": record["subject"] if record["subject"] is not None
+            else f"Read: {original}",
+            "textBody": record["textBody"] if record["textBody"] is not None else (
+                f"Your message to {recipient} was "
+                f"{DISPOSITION_WORDS[record['disposition']['type']]}. This is no guarantee "
+                "that it was read or understood.")}
+
+
+def mdn_report(core: JmapCore, identity: dict, record: dict, headers: list, raw: bytes,
+               recipients: list[str]) -> bytes:
+    """The RFC 8098 §3 report message for an MDN object, with CRLF line ends."""
+    fields = _mdn_fields(record)
+    boundary = "=_mdn_" + hashlib.sha256(fields + raw).hexdigest()[:24]
+    head = _mdn_head(core, identity, record, recipients)
+    if record["includeOriginalMessage"]:
+        original = b"Content-Type: message/rfc822\r\n\r\n" + raw
+    else:  # RFC 8098 §3: the original's header section, at least
+        header_end = split_header_block(raw, 0, len(raw))[1]
+        original = b"Content-Type: text/rfc822-headers\r\n\r\n" + raw[:header_end]
+    text = quopri.encodestring(record["textBody"].replace("\r\n", "\n").encode("utf-8"))
+    text = text.replace(b"\n", b"\r\n")
+    parts = [b"Content-Type: text/plain; charset=utf-8\r\n"
+             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + text,
+             b"Content-Type: message/disposition-notification\r\n\r\n" + fields, original]
+    delimiter = b"\r\n--" + boundary.encode() + b"\r\n"
+    return (head + b"MIME-Version: 1.0\r\nContent-Type: multipart/report; "
+            b"report-type=disposition-notification;\r\n boundary=\"" + boundary.encode()
+            + b"\"\r\n\r\nThis is an MDN (RFC 8098)." + delimiter + delimiter.join(parts)
+            + b"\r\n--" + boundary.encode() + b"--\r\n")
+
+
+def _mdn_head(core: JmapCore, identity: dict, record: dict, recipients: list[str]) -> bytes:
+    """From, To, Subject, Date, Message-ID and the reply fields of the report."""
+    head = email.message.EmailMessage(policy=COMPOSE_POLICY)
+    head["From"] = format_addresses([{"name": identity.get("name") or None,
+                                      "email": identity["email"]}])
+    head["To"] = format_addresses([{"name": None, "email": r} for r in recipients])
+    head["Subject"] = record["subject"]
+    head["Date"] = email.utils.format_datetime(core.clock.now())
+    head["Message-ID"] = f"<{core.new_id('mdn')}.{int(core.now())}@jmapd.local>"
+    if record["originalMessageId"]:
+        head["In-Reply-To"] = record["originalMessageId"]
+        head["References"] = record["originalMessageId"]
+    if record["disposition"]["sendingMode"] == "mdn-sent-automatically":
+        head["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
+    return head.as_bytes(policy=COMPOSE_POLICY).rstrip(b"\r\n") + b"\r\n"
+
+
+def _mdn_fields(record: dict) -> bytes:
+    """The message/disposition-notification body (RFC 8098 §3.1, §3.2)."""
+    disposition = record["disposition"]
+    lines = []
+    if record["reportingUA"] is not None:
+        lines.append(f"Reporting-UA: {record['reportingUA']}")
+    if record["originalRecipient"] is not None:
+        lines.append(f"Original-Recipient: {record['originalRecipient']}")
+    lines.append(f"Final-Recipient: {record['finalRecipient']}")
+    if record["originalMessageId"] is not None:
+        lines.append(f"Original-Message-ID: {record['originalMessageId']}")
+    sending_mode = disposition["sendingMode"].replace("mdn-", "MDN-")
+    lines.append(f"Disposition: {disposition['actionMode']}/{sending_mode}; "
+                 f"{disposition['type']}")
+    lines += [f"{name}: {value}" for name, value in (record["extensionFields"] or {}).items()]
+    return "\r\n".join(lines).encode("utf-8") + b"\r\n"
+
+
+@method("MDN/parse", capability=URN_MDN)
+def mdn_parse(call: MethodCall, args: Args) -> dict:
+    """RFC 9007 §2.2: read MDN objects out of report messages held as blobs."""
+    account = _mdn_account(call, args)
+    blob_ids = args.get("blobIds", list_of(Id))
+    args.finish()
+    call.require("read", account)
+    limit = call.core.limits["maxObjectsInGet"]
+    if len(blob_ids) > limit:
+        raise MethodError("requestTooLarge", f"blobIds: more than {limit}")
+    parsed, not_parsable, not_found, now = {}, [], [], call.core.now()
+    for blob_id in dict.fromkeys(blob_ids):
+        raw = (blob_content(call.store, blob_id)
+               if call.store.blob_type(account.id, blob_id, now) else None)
+        mdn = parse_mdn(raw) if raw is not None else None
+        if raw is None:
+            not_found.append(blob_id)
+        elif mdn is None:
+            not_parsable.append(blob_id)
+        else:
+            parsed[blob_id] = {"forEmailId": _email_with_message_id(
+                call, account, mdn["originalMessageId"]), **mdn}
+    return {"accountId": account.id, "parsed": parsed or None,
+            "notParsable": not_parsable or None, "notFound": not_found or None}
+
+
+def parse_mdn(raw: bytes) -> dict | None:
+    """An MDN object (without forEmailId) from an RFC 8098 report, else None."""
+    root = parse_mime(raw)
+    report = next((p for p in root.sub_parts if p.type == "message/disposition-notification"),
+                  None)
+    if root.type != "multipart/report" or report is None:
+        return None
+    body = transfer_decode(raw, report)[0].lstrip(b"\r\n")
+    fields = [(n.lower(), unfold(v).strip()) for n, v in split_header_block(body, 0, len(body))[0]]
+    values = dict(fields)
+    match = _DISPOSITION.fullmatch(values.get("disposition", ""))
+    if match is None or "final-recipient" not in values:  # RFC 8098 §3.1: both required
+        return None
+    action, sending, kind = (group.lower() for group in match.groups())
+    if action not in ACTION_MODES or sending not in SENDING_MODES or kind not in DISPOSITION_TYPES:
+        return None
+    texts = [p for p in root.sub_parts if p.type == "text/plain" and p is not report]
+    errors = [v for n, v in fields if n == "error"]
+    extensions = {n: v for n, v in split_header_block(body, 0, len(body))[0]
+                  if n.lower() not in MDN_FIELDS}
+    subject = root.header("subject")
+    return {"subject": header_as_text(subject) if subject is not None else None,
+            "textBody": decode_bytes(transfer_decode(raw, texts[0])[0],
+                                     texts[0].params.get("charset"))[0].replace("\r\n", "\n")
+            if texts else None,
+            "includeOriginalMessage": any(p.type in ("message/rfc822", "message/global")
+                                          for p in root.sub_parts),
+            "reportingUA": values.get("reporting-ua"), "mdnGateway": values.get("mdn-gateway"),
+            "disposition": {"actionMode": action, "sendingMode": sending, "type": kind},
+            "originalRecipient": values.get("original-recipient"),
+            "finalRecipient": values["final-recipient"],
+            "originalMessageId": values.get("original-message-id"),
+            "error": errors or None,
+            "extensionFields": {n: unfold(v).strip() for n, v in extensions.items()} or None}
+
+
+def _email_with_message_id(call: MethodCall, account: Account, message_id: str | None) -> str | None:
+    """§2.2: the one Email whose Message-ID this is; null if none or several."""
+    wanted = header_as_message_ids(message_id or "") or []
+    if len(wanted) != 1:
+        return None
+    email_type = call.core.datatypes["Email"]
+    query = compile_query(email_type, {"header": ["Message-ID", wanted[0]]}, [],
+                          {"collapseThreads": False})
+    found = [email_id for email_id, parsed in load_parsed(
+        call.store, account.id, email_type.query(call, account, query, None)).items()
+        if header_value(parsed["structure"]["headers"], "message-id", "asMessageIds",
+                        False) == wanted]
+    return found[0] if len(found) == 1 else None
 
 
 # --- 12.4 Backend info (draft-baum-jmap-backend-info) ----------------------------
@@ -7650,6 +8188,7 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
             name, _, password = spec.partition(":")
             if not core.store.user(name):
                 core.add_user(name, password)
+        apply_configured_quotas(core, limits)  # 12.2: seeded accounts get them too
         return JmapServer(core, host, port, cors_origin, trace, relay,
                           allow_http_push=allow_http_push, push_ca=push_ca,
                           push_policy=push_policy)
@@ -7923,6 +8462,8 @@ def _seed_users_from_json(core: JmapCore, path: str) -> None:
             user = core.add_user(entry["name"], entry["password"], entry.get("token"),
                                  entry.get("email"), setup=mailboxes is None)
             create_mailbox_tree(core, user, mailboxes or [])
+            if "quota" in entry:  # 12.2: {"octets": N, "count": N}, either optional
+                set_mail_quota(core, user, **entry["quota"])
 
 
 # The demo mailbox of fixtures/demo/, compressed; fixtures/demo/make_demo.py writes it.
@@ -8092,6 +8633,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="add a login (repeatable); its token is token-NAME")
     parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                         help="override a limit, e.g. maxObjectsInGet=5 (repeatable)")
+    parser.add_argument("--quota-octets", type=int, metavar="N",
+                        help="each account's mail quota in octets (RFC 9425; default 10 GiB)")
+    parser.add_argument("--quota-count", type=int, metavar="N",
+                        help="each account's mail quota in messages (default 1000000)")
     parser.add_argument("--cors-origin", default="*", metavar="ORIGIN",
                         help="Access-Control-Allow-Origin value (default *)")
     parser.add_argument("--deterministic", action="store_true",
@@ -8153,6 +8698,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=options.log_level.upper(), format="jmapd %(levelname)s %(message)s")
     try:
         limits = parse_limits(options.limit)
+        for name, value in (("mailQuotaOctets", options.quota_octets),
+                            ("mailQuotaCount", options.quota_count)):
+            if value is not None:
+                limits[name] = value
         clock, ids = (FixedClock(), SequentialIds()) if options.deterministic else (None, None)
         server = serve(options.seed, host=options.host, port=options.port, db=options.db,
                        users=options.user, limits=limits, clock=clock, ids=ids,

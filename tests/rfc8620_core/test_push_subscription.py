@@ -386,12 +386,15 @@ def test_types_filter_what_is_pushed(jmap, core, outbox):
     email = jmap.call("Email/get", {"accountId": "alice", "ids": []})["state"]
     thread = jmap.call("Thread/get", {"accountId": "alice", "ids": []})["state"]
     mailbox = jmap.call("Mailbox/get", {"accountId": "alice", "ids": []})["state"]
+    quota = jmap.call("Quota/get", {"accountId": "alice", "ids": []},
+                      (jmapd.URN_CORE, jmapd.URN_QUOTA))["state"]  # RFC 9425 §6: pushed too
     assert got == [
         (CAPTURED + "['Mailbox']", {"alice": {"Mailbox": mailbox_state}}),
         (CAPTURED + "None", {"alice": {"Mailbox": mailbox_state}}),
         (CAPTURED + "['Email']", {"alice": {"Email": email}}),
         (CAPTURED + "['Mailbox']", {"alice": {"Mailbox": mailbox}}),
-        (CAPTURED + "None", {"alice": {"Email": email, "Mailbox": mailbox, "Thread": thread}}),
+        (CAPTURED + "None", {"alice": {"Email": email, "Mailbox": mailbox, "Thread": thread,
+                                           "Quota": quota}}),
     ]
 
 
