@@ -5803,7 +5803,9 @@ class JmapHTTPServer(http.server.ThreadingHTTPServer):
 
     def close_event_streams(self) -> int:
         """End every open EventSource stream, as a proxy or a restart would (a dev fault)."""
-        return self.close_connections(self.event_streams)
+        with self.connections_lock:
+            streams, self.event_streams = self.event_streams, set()
+        return self.close_connections(streams)
 
 
 class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
@@ -6182,7 +6184,7 @@ def _missed_on_reconnect(handler: JmapHTTPHandler, core: JmapCore, user: User,
 
 def _stream_events(handler: JmapHTTPHandler, core: JmapCore, user: User,
                    types: set[str] | None, close_after: bool, ping: int, after: int) -> None:
-    while not core.feed.closed:
+    while not core.feed.closed and handler.connection in handler.server.event_streams:
         entries = core.feed.wait(after, ping or 30)
         if not entries and ping and not core.feed.closed:
             handler.wfile.write(sse_event("ping", {"interval": ping}))  # no new event id
