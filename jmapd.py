@@ -267,7 +267,8 @@ SET_ERRORS = {
 HTTP_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
                405: "Method Not Allowed", 411: "Length Required", 413: "Content Too Large",
                415: "Unsupported Media Type", 429: "Too Many Requests",
-               500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
+               500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+               503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
 class RequestError(Exception):
