@@ -24,6 +24,7 @@ Map (the banners below carry the same numbers; `grep -n '^# [0-9]' jmapd.py`):
    12. Extensions
    13. WebSocket (codec)
    14. Network I/O
+   15. Dev controls
    16. Seeds
    17. Command line
 
@@ -60,6 +61,7 @@ __all__ = [
 import argparse
 import base64
 import codecs
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -68,11 +70,13 @@ import email.message
 import email.policy
 import email.utils
 import enum
+import fnmatch
 import functools
 import hashlib
 import html
 import http.client
 import http.server
+import io
 import ipaddress
 import json
 import logging
@@ -165,6 +169,8 @@ DUE_WORK: list[Callable] = []                # fn(core): work whose time may hav
                                              # (held sends): before each request, and timed
 SESSION_URLS: dict[str, Callable[[str], str]] = {}  # Session property -> fn(base_url), for
                                                     # an extension's URL (12.5 apiUrlRest)
+CORE_SETUP: list[Callable] = []              # fn(core): per-core helpers a later section
+                                             # attaches (section 15's dev controls)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -274,7 +280,8 @@ HTTP_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "
                405: "Method Not Allowed", 411: "Length Required", 413: "Content Too Large",
                415: "Unsupported Media Type", 426: "Upgrade Required",
                429: "Too Many Requests",
-               500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
+               500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+               503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
 class RequestError(Exception):
@@ -546,11 +553,22 @@ def format_utc(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _duration(seconds: float, minutes: float, hours: float, days: float) -> datetime.timedelta:
+    return datetime.timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days)
+
+
 class SystemClock:
-    """The real time, in UTC."""
+    """The real time, in UTC; advance() moves it ahead by a fixed offset."""
+
+    def __init__(self) -> None:
+        self.offset = datetime.timedelta()
 
     def now(self) -> datetime.datetime:
-        return datetime.datetime.now(datetime.timezone.utc)
+        return datetime.datetime.now(datetime.timezone.utc) + self.offset
+
+    def advance(self, seconds: float = 0, *, minutes: float = 0, hours: float = 0,
+                days: float = 0) -> None:
+        self.offset += _duration(seconds, minutes, hours, days)
 
 
 class FixedClock:
@@ -565,8 +583,10 @@ class FixedClock:
     def now(self) -> datetime.datetime:
         return self.moment
 
-    def advance(self, seconds: float) -> None:
-        self.moment += datetime.timedelta(seconds=seconds)
+    def advance(self, seconds: float = 0, *, minutes: float = 0, hours: float = 0,
+                days: float = 0) -> None:
+        """Move on: advance(90), advance(hours=2), advance(days=1, minutes=30)."""
+        self.moment += _duration(seconds, minutes, hours, days)
 
 
 class RandomIds:
@@ -1545,6 +1565,26 @@ def account_id_for(name: str, taken: Callable[[str], bool]) -> str:
     return "a" + hashlib.sha256(name.encode()).hexdigest()[:12]
 
 
+class Controls:
+    """The seam dev controls (section 15) plug into, consulted once per level: the core
+    asks before each method call, a transport before each HTTP request and after it.
+    This default injects nothing and records nothing."""
+
+    def before_method(self, call: MethodCall, arguments: dict) -> dict:
+        """The arguments to run the call with; may raise MethodError, or wait."""
+        return arguments
+
+    def before_http(self, method: str, path: str) -> Any:
+        """A transport fault for this request (section 15's TransportFault), or None."""
+        return None
+
+    def record(self, entry: dict) -> None:
+        """One request and its response, as a transport saw them."""
+
+    def attach(self, server: Any) -> None:
+        """A network server now runs this core (section 14's JmapServer)."""
+
+
 class JmapCore:
     """The sans-IO JMAP server: `handle_request(user, request) -> response`.
 
@@ -1574,6 +1614,8 @@ class JmapCore:
         self.pushes: list[dict] = []   # POSTs to the reserved push host, kept not sent (11.2)
         self.allow_http_push = False   # --allow-http-push: http:// urls for loopback (11.2)
         self._session_states: dict[tuple, str] = {}
+        self.session_generation = 0  # bumped by a dev control: a new session state
+        self.controls = Controls()
         self.caches: dict[str, dict] = {}  # derived values keyed by what they derive from
         self.store = Store(db)
         self.store.on_commit = self._publish
@@ -1588,6 +1630,8 @@ class JmapCore:
         self._load_meta()
         self._maintained_at = -float("inf")
         self.maintain()
+        for attach in CORE_SETUP:
+            attach(self)
 
     def add_datatype(self, datatype_: "DataType") -> None:
         """Serve one more data type on this core only (tests use this)."""
@@ -1781,6 +1825,8 @@ class JmapCore:
         key = (user.name, tuple(self.store.accounts_of(user.name)))
         if key not in self._session_states:
             content = json.dumps(self._session_content(user), sort_keys=True)
+            if self.session_generation:
+                content += f"#{self.session_generation}"
             self._session_states[key] = hashlib.sha256(content.encode()).hexdigest()[:16]
         return self._session_states[key]
 
@@ -1831,6 +1877,7 @@ class JmapCore:
             if spec is None or (spec.capability not in call.using and not call.implicit):
                 missing = f" (add {spec.capability} to 'using')" if spec else ""
                 raise MethodError("unknownMethod", f"unknown method {call.name!r}{missing}")
+            arguments = self.controls.before_method(call, arguments)
             with self.store.transaction():
                 return call.name, spec.handler(call, Args(arguments))
         except MethodError as error:
@@ -7164,7 +7211,9 @@ class JmapHTTPServer(http.server.ThreadingHTTPServer):
     def __init__(self, address: tuple, core: JmapCore, cors_origin: str, trace: bool) -> None:
         self.core, self.cors_origin, self.trace = core, cors_origin, trace
         self.connections: set[socket.socket] = set()
+        self.event_streams: set[socket.socket] = set()  # open EventSource connections
         self.connections_lock = threading.Lock()
+        self.control = True  # the /_jmapd/ control API answers (section 15); --no-control
         self.trace_lock = threading.Lock()
         self.push_epoch = secrets.token_hex(3)  # RFC 8887 pushState: names this feed
         super().__init__(address, JmapHTTPHandler)
@@ -7193,11 +7242,20 @@ class JmapHTTPServer(http.server.ThreadingHTTPServer):
             print(f"--- outbox: MAIL FROM:<{message.mail_from}> RCPT TO:"
                   + ",".join(f"<{r}>" for r in message.rcpt_to) + f"\n{head}", file=sys.stderr)
 
-    def close_connections(self) -> None:
+    def close_connections(self, only: set[socket.socket] | None = None) -> int:
+        """Shut down every open connection (or those of `only`); how many there were."""
         with self.connections_lock:
-            for connection in list(self.connections):
+            chosen = list(self.connections if only is None else only & self.connections)
+            for connection in chosen:
                 with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
+        return len(chosen)
+
+    def close_event_streams(self) -> int:
+        """End every open EventSource stream, as a proxy or a restart would (a dev fault)."""
+        with self.connections_lock:
+            streams, self.event_streams = self.event_streams, set()
+        return self.close_connections(streams)
 
 
 def _query_parameter(query: str, name: str) -> str | None:
@@ -7225,6 +7283,10 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.dispatch()
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.status = code  # for the request log
+        super().send_response(code, message)
+
     do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -7236,11 +7298,15 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
 
     def dispatch(self) -> None:
         self.body_read = False
+        self.status = self.user = self.exchange = self.fault = self.problem = None
+        started = time.monotonic()
         try:
             self.check_framing()
             path, _, query = self.path.partition("?")
             if self.command == "OPTIONS":
                 return self.send_preflight()
+            if self.apply_fault(path):
+                return
             send, params = self.find_route(path)
             send(self, query=query, **params)
         except RequestError as error:
@@ -7251,6 +7317,40 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
             self.send_problem(RequestError.http(500, "the server failed"))
         finally:
             self.discard_body()
+            self.finish_fault()
+            self.record(started)
+
+    def apply_fault(self, path: str) -> bool:
+        """A dev-control fault (section 15) for this request: True if it answered."""
+        self.fault = self.server.core.controls.before_http(self.command, path)
+        if self.fault is None:
+            return False
+        self.close_connection = self.close_connection or self.fault.drops
+        if self.fault.drops and not self.fault.after:
+            self.connection.shutdown(socket.SHUT_RDWR)  # no status line: the peer sees EOF
+            return True
+        if self.fault.drops:  # process the request, then lose the answer
+            self.wfile = io.BytesIO()
+            return False
+        error = self.fault.error()
+        self.send_body(error.status, encode_json(error.problem()), "application/problem+json",
+                       self.fault.headers())
+        return True
+
+    def finish_fault(self) -> None:
+        if self.fault is not None and self.fault.drops and self.fault.after:
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+    def record(self, started: float) -> None:
+        """Tell the request log what happened (the control API's own requests excepted)."""
+        request, response = self.exchange or (None, None)
+        self.server.core.controls.record({
+            "transport": "http", "method": self.command, "path": self.path,
+            "status": self.status, "user": self.user.name if self.user else None,
+            "durationMs": round((time.monotonic() - started) * 1000, 3),
+            "request": request, "response": response if response is not None else self.problem,
+            "fault": self.fault.name if self.fault else None})
 
     def check_framing(self) -> None:
         """RFC 7230 §3.3.3: a message whose body length is in doubt is refused and the
@@ -7309,6 +7409,7 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
         if user is None:
             raise RequestError.http(401, "missing or wrong credentials" if header
                                     else "authentication required")
+        self.user = user
         return user
 
     def _basic_user(self, credentials: str) -> User | None:
@@ -7417,9 +7518,10 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
             headers.append(("Allow", getattr(self, "allowed", CORS_ALLOW_METHODS)))
         if error.status == 426:  # RFC 6455 §4.2.2, RFC 7231 §6.5.15
             headers += [("Upgrade", "websocket"), ("Sec-WebSocket-Version", WEBSOCKET_VERSION)]
-        self.send_body(error.status, encode_json(error.problem()), "application/problem+json",
+        self.problem = error.problem()
+        self.send_body(error.status, encode_json(self.problem), "application/problem+json",
                        headers)
-        self.trace("problem", error.problem())
+        self.trace("problem", self.problem)
 
     def send_preflight(self) -> None:
         """A CORS preflight: 204, naming Authorization explicitly ('*' does not cover it)."""
@@ -7484,7 +7586,9 @@ def answer_api_request(handler: JmapHTTPHandler, build: Callable[[Any], Any] = l
     else:
         request = build(parse_json_body(body))
     handler.trace("request", request)
+    handler.exchange = (request, None)
     response = core.handle_request(user, request)
+    handler.exchange = (request, response)
     handler.trace("response", response)
     handler.send_json(200, response)
 
@@ -7541,6 +7645,8 @@ def send_event_stream(handler: JmapHTTPHandler, query: str) -> None:
     handler.send_header("Content-Type", "text/event-stream")
     handler.send_header("Cache-Control", "no-cache")
     handler.end_headers()
+    with handler.server.connections_lock:
+        handler.server.event_streams.add(handler.connection)
     try:
         handler.wfile.flush()  # the headers go now: events may be a long way off
         missed = _missed_on_reconnect(handler, core, user, types, after)
@@ -7549,6 +7655,9 @@ def send_event_stream(handler: JmapHTTPHandler, query: str) -> None:
         _stream_events(handler, core, user, types, close_after, ping, after)
     except OSError:
         return  # the client went away
+    finally:
+        with handler.server.connections_lock:
+            handler.server.event_streams.discard(handler.connection)
 
 
 def _missed_on_reconnect(handler: JmapHTTPHandler, core: JmapCore, user: User,
@@ -7566,7 +7675,7 @@ def _missed_on_reconnect(handler: JmapHTTPHandler, core: JmapCore, user: User,
 
 def _stream_events(handler: JmapHTTPHandler, core: JmapCore, user: User,
                    types: set[str] | None, close_after: bool, ping: int, after: int) -> None:
-    while not core.feed.closed:
+    while not core.feed.closed and handler.connection in handler.server.event_streams:
         entries = core.feed.wait(after, ping or 30)
         if not entries and ping and not core.feed.closed:
             handler.wfile.write(sse_event("ping", {"interval": ping}))  # no new event id
@@ -8045,12 +8154,14 @@ class JmapServer:
     captured: {url, body, ttl, time}). Use as a context manager or call stop().
     allow_http_push lets push urls be http:// on loopback; push_ca is a PEM file of
     extra CAs for https push receivers; push_policy sets timeouts and retries.
+    The dev controls (section 15) are here too: deliver, outbox, requests, faults,
+    clock, add_user, reset, snapshot/restore; control=False turns off their HTTP API.
     """
 
     def __init__(self, core: JmapCore, host: str = "127.0.0.1", port: int = 0,
                  cors_origin: str = "*", trace: bool = False, relay: str | None = None, *,
                  allow_http_push: bool = False, push_ca: str | None = None,
-                 push_policy: PushPolicy | None = None) -> None:
+                 push_policy: PushPolicy | None = None, control: bool = True) -> None:
         self.core = core
         core.allow_http_push = allow_http_push
         tls = None  # the system's CAs, made at the first https push (30 ms), plus --push-ca
@@ -8058,6 +8169,7 @@ class JmapServer:
             tls = ssl.create_default_context()
             tls.load_verify_locations(push_ca)  # a bad file stops the start, not a push
         self.httpd = JmapHTTPServer((host, port), core, cors_origin, trace)
+        self.httpd.control = control
         self.relay = core.relay = SmtpRelay(core, relay) if relay else None
         if trace:
             core.outbox_listeners.append(self.httpd.trace_outbox)
@@ -8069,6 +8181,7 @@ class JmapServer:
         self.url = f"http://{shown}:{bound_port}"
         self.session_url = self.url + WELL_KNOWN_PATH
         self.deliverer = PushDeliverer(core, push_policy, tls, allow_http_push)
+        core.controls.attach(self)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="jmapd-http",
                                        kwargs={"poll_interval": 0.5}, daemon=True)
         self.thread.start()
@@ -8106,10 +8219,50 @@ class JmapServer:
     def user(self, name: str) -> User:
         return self.core.user(name)
 
-    def deliver(self, raw: bytes, to: "str | Iterable[str]", **options: Any) -> dict:
-        """Deliver a raw message to local users' Inboxes, as mail arriving would:
-        `server.deliver(raw_bytes, to="alice")` -> {"alice": emailId}."""
-        return deliver_message(self.core, raw, to, **options)
+    def deliver(self, message: "bytes | dict", to: "str | Iterable[str] | None" = None,
+                **options: Any) -> dict:
+        """Deliver a message to local users' Inboxes, as mail arriving would (push fires):
+        `server.deliver(raw_bytes, to="alice")` -> {"alice": emailId}, or a description
+        `server.deliver({"from": "carol@example.org", "to": "alice", "subject": "Hi",
+        "text": "..."})` that section 15 composes into RFC 5322 octets."""
+        return self.core.controls.deliver(message, to, **options)
+
+    # -- dev controls (section 15), the core's: server.core.controls --
+
+    @property
+    def faults(self) -> Any:
+        """Injected failures: server.faults.fail("Email/get", error="serverFail")."""
+        return self.core.controls.faults
+
+    @property
+    def requests(self) -> Any:
+        """Every HTTP request and its response; requests.format() pretty-prints them."""
+        return self.core.controls.requests
+
+    @property
+    def clock(self) -> Any:
+        """The server's time: clock.advance(hours=2) also runs what became due."""
+        return self.core.controls.clock
+
+    def add_user(self, name: str, password: str | None = None, **options: Any) -> User:
+        """A new login with a pristine account, at once (seed=... fills it)."""
+        return self.core.controls.add_user(name, password, **options)
+
+    def bump_session_state(self) -> str:
+        """Give the Session a new state, as a server whose configuration changed."""
+        return self.core.controls.faults.bump_session_state()
+
+    def snapshot(self, name: str | None = None) -> Any:
+        """A copy of all data now (sqlite backup), for restore()."""
+        return self.core.controls.snapshot(name)
+
+    def restore(self, snapshot: Any) -> None:
+        """Put back a snapshot's data; every state issued before is then unknown."""
+        self.core.controls.restore(snapshot)
+
+    def reset(self) -> None:
+        """Back to the data, clock, outbox and log the server started with; no faults."""
+        self.core.controls.reset()
 
     def stop(self) -> None:
         """Stop serving, close every connection, and close the store."""
@@ -8174,13 +8327,15 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
           db: str = ":memory:", users: Iterable[str] = (), limits: dict | None = None,
           clock: Any = None, ids: Any = None, cors_origin: str = "*",
           trace: bool = False, relay: str | None = None, allow_http_push: bool = False,
-          push_ca: str | None = None, push_policy: PushPolicy | None = None) -> JmapServer:
+          push_ca: str | None = None, push_policy: PushPolicy | None = None,
+          control: bool = True) -> JmapServer:
     """Start jmapd in a background thread: `with serve(seed="demo") as server: ...`.
 
     seed: a registered seed name ("demo", "empty") or a JSON seed file, or None.
     users: extra "NAME:PASSWORD" logins. relay: "HOST:PORT" of an SMTP server that
     mail for outside recipients is forwarded to. Other arguments as for JmapCore,
-    JmapServer and the CLI (allow_http_push is --allow-http-push: a dev-only deviation).
+    JmapServer and the CLI (allow_http_push is --allow-http-push: a dev-only deviation;
+    control=False is --no-control: no /_jmapd/ control API).
     """
     core = _seeded_core(seed, db, clock, ids, limits)
     try:
@@ -8191,10 +8346,908 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
         apply_configured_quotas(core, limits)  # 12.2: seeded accounts get them too
         return JmapServer(core, host, port, cors_origin, trace, relay,
                           allow_http_push=allow_http_push, push_ca=push_ca,
-                          push_policy=push_policy)
+                          push_policy=push_policy, control=control)
     except BaseException:
         core.close()
         raise
+
+
+# =============================================================================
+# 15. Dev controls
+# =============================================================================
+# What a client's test suite needs from a fake server: faults real servers rarely
+# show, a request log, the outbox parsed, a clock to move, accounts on demand, and
+# reset/snapshot/restore. DevControls takes the place of the core's Controls seam
+# (section 5) in every core; JmapServer (14) delegates to it, and /_jmapd/... serves
+# the same over HTTP for clients in any language. A fault answers exactly as the
+# spec's error would from a real server; the core stays sans-IO (14 drops sockets).
+
+CONTROL_PREFIX = "/_jmapd"
+REQUEST_LOG_SIZE = 1000  # entries kept; the oldest go first
+TRANSPORT_TITLES = {429: ("limit", "maxConcurrentRequests"),  # RFC 8620 §3.6.1
+                    413: ("limit", "maxSizeRequest")}
+
+
+# --- 15.1 Faults ------------------------------------------------------------------
+
+@dataclasses.dataclass(slots=True)
+class FaultRule:
+    """One armed fault: the method calls (fnmatch patterns) or HTTP path it matches,
+    what it does (`fault` names the Faults method that made it), how often."""
+    id: str
+    fault: str
+    methods: tuple[str, ...] = ()
+    path: str | None = None
+    times: int | None = 1        # firings left; None: until cleared
+    options: dict = dataclasses.field(default_factory=dict)
+    fired: int = 0
+
+    def matches_call(self, name: str, arguments: dict) -> bool:
+        if not any(fnmatch.fnmatchcase(name, pattern) for pattern in self.methods):
+            return False
+        needs = self.options.get("requires", ())  # e.g. stateMismatch needs an ifInState
+        return not needs or any(arguments.get(arg) is not None for arg in needs)
+
+    def matches_path(self, path: str) -> bool:
+        return self.path is not None and (self.path == "*" or path.startswith(self.path))
+
+    def to_json(self) -> dict:
+        shown = {k: v for k, v in self.options.items() if k != "requires"}
+        return {"id": self.id, "fault": self.fault, "methods": list(self.methods) or None,
+                "path": self.path, "times": self.times, "fired": self.fired, **shown}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TransportFault:
+    """What the transport does instead of (or after) answering one HTTP request."""
+    name: str
+    drops: bool = False
+    after: bool = False          # drop only once the request has been processed
+    status: int = 0
+    retry_after: int | None = None
+
+    def error(self) -> RequestError:
+        """The problem details a real server would send with this status."""
+        type_, limit = TRANSPORT_TITLES.get(self.status, (None, None))
+        detail = f"{HTTP_TITLES.get(self.status, 'error')} (a jmapd dev fault)"
+        if type_:
+            return RequestError(type_, detail, status=self.status, limit=limit)
+        return RequestError.http(self.status, detail)
+
+    def headers(self) -> list[tuple[str, str]]:
+        headers = [("Cache-Control", "no-store")]
+        if self.retry_after is not None:  # RFC 9110 §10.2.3
+            headers.append(("Retry-After", str(self.retry_after)))
+        if self.status == 401:  # RFC 7235 §3.1: a 401 carries a challenge
+            headers.append(("WWW-Authenticate", 'Basic realm="jmapd", charset="UTF-8"'))
+        return headers
+
+
+def _times(value: Any) -> int | None:
+    if value is not None and not (_is_int(value) and value > 0):
+        raise ValueError(f"times: a positive integer, or null for always (got {value!r})")
+    return value
+
+
+class Faults:
+    """Failures to inject, each looking to the client exactly like the spec's error
+    from a real server. Method faults match calls by name ("Email/get", "Email/*",
+    "*"); transport faults match HTTP paths (a prefix, default the API). `times` is how
+    often a fault fires (None: until clear()). Each arming method returns its rule."""
+
+    def __init__(self, core: JmapCore) -> None:
+        self.core = core
+        self.lock = threading.Lock()
+        self.rules: list[FaultRule] = []
+        self.counter = 0
+        self.expired: dict[tuple[str, str], int] = {}  # (account, type) -> oldest modseq kept
+        self.push_channels: list[Callable[[], int]] = []  # transports' stream closers
+
+    # -- arming --
+
+    def _arm(self, fault: str, times: int | None, **fields: Any) -> FaultRule:
+        with self.lock:
+            self.counter += 1
+            rule = FaultRule(f"f{self.counter}", fault, times=_times(times), **fields)
+            self.rules.append(rule)
+        return rule
+
+    def _type_methods(self, type_: str, *suffixes: str) -> tuple[str, ...]:
+        if not isinstance(type_, str) or (type_ != "*" and type_ not in self.core.datatypes):
+            raise ValueError(f"type: a data type name such as 'Email', or '*' (got {type_!r})")
+        return tuple(f"{type_}/{suffix}" for suffix in suffixes)
+
+    def _method_pattern(self, method_: Any) -> tuple[str, ...]:
+        if not isinstance(method_, str) or not method_ or (
+                not any(ch in method_ for ch in "*?[") and method_ not in self.core.methods):
+            raise ValueError(f"method: a registered method name or an fnmatch pattern "
+                             f"(got {method_!r})")
+        return (method_,)
+
+    def fail(self, method: str, error: str = "serverFail", *, times: int | None = 1,
+             description: str | None = None) -> FaultRule:
+        """The next `times` calls of `method` answer ["error", {"type": error}]."""
+        if error not in METHOD_ERRORS:
+            raise ValueError(f"error: {error!r} is not a method-level error type "
+                             "(RFC 8620 §3.6.2; see jmapd.METHOD_ERRORS)")
+        return self._arm("fail", times, methods=self._method_pattern(method), options={
+            "error": error, "description": description})
+
+    def latency(self, ms: float, method: str = "*", *, times: int | None = None) -> FaultRule:
+        """Each matching method call waits `ms` milliseconds before it runs."""
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 <= ms <= 60_000:
+            raise ValueError(f"ms: a number of milliseconds from 0 to 60000 (got {ms!r})")
+        return self._arm("latency", times, methods=self._method_pattern(method),
+                         options={"ms": ms})
+
+    def cannot_calculate_changes(self, type: str = "*", *,
+                                 times: int | None = None) -> FaultRule:
+        """type/changes and type/queryChanges answer cannotCalculateChanges (§5.2, §5.6)."""
+        return self._arm("cannot_calculate_changes", times, options={
+            "error": "cannotCalculateChanges", "description": None},
+            methods=self._type_methods(type, "changes", "queryChanges"))
+
+    def state_mismatch(self, type: str = "*", *, times: int | None = 1) -> FaultRule:
+        """type/set, /copy and /import calls that carry an ifInState (or ifFromInState)
+        answer stateMismatch, as if another client had just written (RFC 8620 §5.3)."""
+        return self._arm("state_mismatch", times, options={
+            "error": "stateMismatch", "description": None,
+            "requires": ("ifInState", "ifFromInState")},
+            methods=self._type_methods(type, "set", "copy", "import"))
+
+    def has_more_changes(self, type: str = "*", *, max_changes: int = 1,
+                         times: int | None = None) -> FaultRule:
+        """type/changes pages at most max_changes ids, so a client must follow
+        hasMoreChanges (RFC 8620 §5.2); the answers stay exact."""
+        if not (_is_int(max_changes) and max_changes > 0):
+            raise ValueError(f"max_changes: a positive integer (got {max_changes!r})")
+        return self._arm("has_more_changes", times, options={"max_changes": max_changes},
+                         methods=self._type_methods(type, "changes"))
+
+    def http_status(self, status: int = 503, *, retry_after: int | None = None,
+                    times: int | None = 1, path: str = API_PATH) -> FaultRule:
+        """The next `times` HTTP requests to path answer `status` with problem details
+        (429 and 413 as RFC 8620 §3.6.1 "limit"), and Retry-After if given."""
+        if not (_is_int(status) and 400 <= status <= 599):
+            raise ValueError(f"status: an HTTP error status, 400-599 (got {status!r})")
+        if retry_after is not None and not (_is_int(retry_after) and retry_after >= 0):
+            raise ValueError(f"retry_after: seconds, a non-negative integer (got {retry_after!r})")
+        return self._arm("http_status", times, path=self._path(path), options={
+            "status": status, "retry_after": retry_after})
+
+    def drop_connection(self, *, times: int | None = 1, path: str = API_PATH,
+                        after: bool = False) -> FaultRule:
+        """The next `times` HTTP requests to path get no answer: the connection closes.
+        after=True processes the request first (its writes happen; the answer is lost)."""
+        if not isinstance(after, bool):
+            raise ValueError("after: true or false")
+        return self._arm("drop_connection", times, path=self._path(path),
+                         options={"after": after})
+
+    @staticmethod
+    def _path(path: Any) -> str:
+        if not isinstance(path, str) or not (path == "*" or path.startswith("/")):
+            raise ValueError(f"path: an HTTP path prefix such as {API_PATH!r}, or '*'")
+        return path
+
+    # -- immediate faults --
+
+    def expire_states(self, type: str = "*") -> dict[str, dict[str, str]]:
+        """Forget the change history of type up to now: every state issued before the
+        current one gets cannotCalculateChanges, as after a real server's purge. The
+        states still known, {accountId: {type: state}}."""
+        self._type_methods(type)  # checks the name
+        names = [n for n in self.core.datatypes if type in ("*", n)]
+        kept: dict[str, dict[str, str]] = {}
+        with self.core.store.transaction():
+            for user in self.core.users():
+                for account in self.core.store.accounts_of(user.name):
+                    for name in names:
+                        modseq = self.core.store.type_state(account.id, name)
+                        with self.lock:
+                            floor = max(self.expired.get((account.id, name), 0), modseq)
+                            self.expired[(account.id, name)] = floor
+                        kept.setdefault(account.id, {})[name] = self.core.state_string(modseq)
+        return kept
+
+    def disconnect_push(self) -> int:
+        """Close every open push channel (EventSource streams) now; how many there were.
+        A client must reconnect, with Last-Event-ID (RFC 8620 §7.3)."""
+        return sum(close() for close in list(self.push_channels))
+
+    def bump_session_state(self) -> str:
+        """Give the Session a new state (RFC 8620 §2), as after a server reconfiguration:
+        every API response's sessionState changes, so clients refetch the Session."""
+        self.core.session_generation += 1
+        self.core._session_states.clear()
+        return f"generation {self.core.session_generation}"
+
+    def clear(self) -> int:
+        """Disarm every fault (expired states stay expired); how many were armed."""
+        with self.lock:
+            count, self.rules = len(self.rules), []
+        return count
+
+    @property
+    def active(self) -> list[FaultRule]:
+        with self.lock:
+            return list(self.rules)
+
+    # -- the seam (section 5's Controls, section 14's dispatch) --
+
+    def _take(self, test: Callable[[FaultRule], bool]) -> list[FaultRule]:
+        """The rules that fire now, each used once more (spent ones are dropped)."""
+        with self.lock:
+            fired = [rule for rule in self.rules if test(rule)]
+            for rule in fired:
+                rule.fired += 1
+                if rule.times is not None:
+                    rule.times -= 1
+            self.rules = [rule for rule in self.rules if rule.times != 0]
+        return fired
+
+    def before_method(self, call: MethodCall, arguments: dict) -> dict:
+        self._check_expired(call.name, arguments)
+        for rule in self._take(lambda r: bool(r.methods) and r.matches_call(call.name,
+                                                                          arguments)):
+            if rule.fault == "latency":
+                time.sleep(rule.options["ms"] / 1000)
+            elif rule.fault == "has_more_changes":
+                given = arguments.get("maxChanges")
+                limit = rule.options["max_changes"]
+                arguments = {**arguments, "maxChanges": min(given, limit)
+                             if _is_int(given) and given > 0 else limit}
+            else:
+                raise MethodError(rule.options["error"], rule.options["description"])
+        return arguments
+
+    def _check_expired(self, name: str, arguments: dict) -> None:
+        type_, _, verb = name.partition("/")
+        state = arguments.get({"changes": "sinceState", "queryChanges": "sinceQueryState"}
+                              .get(verb, ""))
+        account_id = arguments.get("accountId")
+        if not self.expired or not isinstance(account_id, str):
+            return
+        floor = self.expired.get((account_id, type_))
+        epoch = self.core.state_epoch
+        if floor is None or not isinstance(state, str) or not state.startswith(epoch):
+            return
+        digits = state[len(epoch):]
+        if digits.isdigit() and int(digits) < floor:  # RFC 8620 §5.2
+            raise MethodError("cannotCalculateChanges",
+                              f"state {state!r} is older than the server's change history")
+
+    def before_http(self, method: str, path: str) -> TransportFault | None:
+        fired = self._take(lambda rule: rule.matches_path(path))
+        if not fired:
+            return None
+        rule = fired[0]
+        if rule.fault == "drop_connection":
+            return TransportFault(rule.fault, drops=True, after=rule.options["after"])
+        return TransportFault(rule.fault, status=rule.options["status"],
+                              retry_after=rule.options["retry_after"])
+
+
+# --- 15.2 The request log ---------------------------------------------------------
+
+class RequestLog:
+    """The last REQUEST_LOG_SIZE requests a transport answered, oldest first: each a
+    dict {seq, time, transport, method, path, status, user, durationMs, request,
+    response, fault}; request and response are the JSON bodies of API calls."""
+
+    def __init__(self, core: JmapCore, size: int = REQUEST_LOG_SIZE) -> None:
+        self.core = core
+        self.entries: collections.deque = collections.deque(maxlen=size)
+        self.lock = threading.Lock()
+        self.counter = 0
+
+    def add(self, entry: dict) -> None:
+        with self.lock:
+            self.counter += 1
+            self.entries.append({"seq": self.counter,
+                                 "time": format_utc(self.core.clock.now()), **entry})
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.recent())
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.recent()[index]
+
+    def recent(self, last: int | None = None) -> list[dict]:
+        """The log, or its newest `last` entries."""
+        with self.lock:
+            entries = list(self.entries)
+        return entries[-last:] if last else entries
+
+    def clear(self) -> int:
+        with self.lock:
+            count = len(self.entries)
+            self.entries.clear()
+        return count
+
+    def calls(self, name: str | None = None) -> list[list]:
+        """Every method call sent, [name, arguments, callId], optionally of one name."""
+        return [call for entry in self.recent() if isinstance(entry["request"], dict)
+                for call in entry["request"].get("methodCalls") or []
+                if isinstance(call, list) and call and (name is None or call[0] == name)]
+
+    def format(self, last: int | None = None, width: int = 160) -> str:
+        """The log as text for a failing test's output: one line per request, then
+        its method calls (>) and responses (<), each cut to `width` characters."""
+        def cut(value: Any) -> str:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            return text if len(text) <= width else text[:width - 3] + "..."
+        lines = []
+        for entry in self.recent(last):
+            fault = f" [fault: {entry['fault']}]" if entry["fault"] else ""
+            lines.append(f"#{entry['seq']} {entry['method']} {entry['path']} -> "
+                         f"{entry['status']} ({entry['user'] or '-'}, {entry['durationMs']} ms, "
+                         f"{entry['transport']}){fault}")
+            request, response = entry["request"], entry["response"]
+            for call in (request or {}).get("methodCalls", []) if isinstance(request, dict) else []:
+                lines.append(f"    > {cut(call)}")
+            if isinstance(response, dict) and "methodResponses" in response:
+                lines += [f"    < {cut(item)}" for item in response["methodResponses"]]
+            elif response is not None:
+                lines.append(f"    < {cut(response)}")
+        return "\n".join(lines) or "(no requests)"
+
+
+# --- 15.3 Messages: a description composed, the outbox parsed ------------------------
+
+MESSAGE_FIELDS = ("from", "to", "cc", "bcc", "replyTo", "sender", "subject", "date",
+                  "messageId", "inReplyTo", "references", "text", "html", "headers",
+                  "attachments")
+ADDRESS_HEADERS = {"from": "From", "sender": "Sender", "to": "To", "cc": "Cc",
+                   "replyTo": "Reply-To"}
+
+
+def _address_list(core: JmapCore, value: Any, field: str) -> list[dict]:
+    """"Carol <carol@example.org>", {"name", "email"}, a local user's name, or a list
+    of those, as EmailAddress objects."""
+    items = value if isinstance(value, list) else [value]
+    found = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("email"), str):
+            found.append({"name": item.get("name"), "email": item["email"]})
+        elif isinstance(item, str) and "@" not in item and core.store.user(item):
+            found.append({"name": None, "email": core.store.user(item).email})
+        elif isinstance(item, str) and is_mailbox_address(email.utils.parseaddr(item)[1]):
+            name, address = email.utils.parseaddr(item)
+            found.append({"name": name or None, "email": address})
+        else:
+            raise ValueError(f"{field}: {item!r} is not an address, a user name or "
+                             "{name, email}")
+    return found
+
+
+def compose_message(core: JmapCore, description: dict) -> tuple[bytes, list[str]]:
+    """A message described in a few JSON fields as RFC 5322 octets, and its recipients
+    (to, cc and bcc; Bcc itself is left out of the header, as a sender's client does)."""
+    unknown = sorted(set(description) - set(MESSAGE_FIELDS))
+    if unknown:
+        raise ValueError(f"message: unknown field {unknown[0]!r}; known: {', '.join(MESSAGE_FIELDS)}")
+    message = email.message.EmailMessage(policy=COMPOSE_POLICY)
+    recipients = []
+    for field, header in ADDRESS_HEADERS.items():
+        if description.get(field) is not None:
+            addresses = _address_list(core, description[field], field)
+            message[header] = format_addresses(addresses)
+            recipients += [a["email"] for a in addresses] if field in ("to", "cc") else []
+    recipients += [a["email"] for a in _address_list(core, description.get("bcc") or [], "bcc")]
+    message["Subject"] = str(description.get("subject", ""))
+    message["Date"] = description.get("date") or email.utils.format_datetime(core.clock.now())
+    with core.store.transaction():
+        default_id = f"<{core.new_id('d')}.{int(core.now())}@jmapd.local>"
+    message["Message-ID"] = description.get("messageId") or default_id
+    for field, header in (("inReplyTo", "In-Reply-To"), ("references", "References")):
+        if description.get(field):
+            message[header] = description[field]
+    for name, value in (description.get("headers") or {}).items():
+        message[name] = str(value)
+    _compose_body(message, description)
+    return message.as_bytes(policy=COMPOSE_POLICY), list(dict.fromkeys(recipients))
+
+
+def _compose_body(message: email.message.EmailMessage, description: dict) -> None:
+    text, html_body = description.get("text"), description.get("html")
+    if text is None and html_body is None:
+        text = ""
+    if text is not None:
+        message.set_content(str(text))
+        if html_body is not None:
+            message.add_alternative(str(html_body), subtype="html")
+    else:
+        message.set_content(str(html_body), subtype="html")
+    for attachment in description.get("attachments") or []:
+        if not isinstance(attachment, dict):
+            raise ValueError("attachments: each is {name, type, text | base64}")
+        maintype, _, subtype = str(attachment.get("type", "application/octet-stream")
+                                   ).partition("/")
+        name = attachment.get("name")
+        if "text" in attachment:
+            message.add_attachment(str(attachment["text"]), subtype=subtype or "plain",
+                                   filename=name)
+            continue
+        try:
+            content = base64.b64decode(attachment.get("base64", ""), validate=True)
+        except (ValueError, TypeError):
+            raise ValueError(f"attachments: {name!r}: base64 is not valid base64") from None
+        message.add_attachment(content, maintype=maintype, subtype=subtype or "octet-stream",
+                               filename=name)
+
+
+def outbox_view(message: OutboxMessage, raw: bool = False) -> dict:
+    """An outbox message as JSON: envelope, header fields, subject and text."""
+    parsed = message.message
+
+    def body(kind: str) -> str | None:
+        part = parsed.get_body((kind,))
+        try:
+            return part.get_content() if part is not None else None
+        except (LookupError, ValueError):  # an unknown charset: the octets as best we can
+            return part.get_payload(decode=True).decode("utf-8", "replace")
+    view = {"mailFrom": message.mail_from, "rcptTo": list(message.rcpt_to),
+            "sentAt": message.sent_at, "accountId": message.account_id,
+            "submissionId": message.submission_id,
+            "messageId": str(parsed.get("Message-ID", "")) or None,
+            "subject": str(parsed.get("Subject", "")),
+            "from": str(parsed.get("From", "")), "to": str(parsed.get("To", "")),
+            "headers": [[name, str(value)] for name, value in parsed.items()],
+            "text": body("plain"), "html": body("html"), "size": len(message.raw)}
+    if raw:
+        view["raw"] = message.raw.decode("utf-8", "replace")
+    return view
+
+
+# --- 15.4 The clock -----------------------------------------------------------------
+
+class ClockControl:
+    """The server's time as a test moves it: fixed (FixedClock) or real (SystemClock,
+    advance() adds an offset). After each move, what became due runs at once: held
+    EmailSubmissions are sent, uploads and tombstones expire (sections 5, 10)."""
+
+    def __init__(self, core: JmapCore) -> None:
+        self.core = core
+
+    @property
+    def fixed(self) -> bool:
+        return isinstance(self.core.clock, FixedClock)
+
+    def now(self) -> datetime.datetime:
+        return self.core.clock.now()
+
+    def advance(self, seconds: float = 0, *, minutes: float = 0, hours: float = 0,
+                days: float = 0) -> datetime.datetime:
+        """Move time forward: advance(90), advance(hours=2); the new now."""
+        units = {"seconds": seconds, "minutes": minutes, "hours": hours, "days": days}
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in units.values()):
+            raise ValueError("advance: seconds, minutes, hours and days are numbers")
+        if _duration(seconds, minutes, hours, days) < datetime.timedelta():
+            raise ValueError("advance: time only moves forward here; set() moves it anywhere")
+        if not hasattr(self.core.clock, "advance"):
+            raise ValueError(f"advance: the server's clock {self.core.clock!r} cannot move")
+        self.core.clock.advance(seconds, minutes=minutes, hours=hours, days=days)
+        return self.run_due_work()
+
+    def set(self, moment: "str | datetime.datetime") -> datetime.datetime:
+        """Stand the clock still at moment (a UTCDate or an aware datetime)."""
+        if isinstance(moment, str) and not UTCDate.accepts(moment):
+            raise ValueError(f"set: a UTCDate such as 2026-01-01T09:00:00Z (got {moment!r})")
+        if not isinstance(moment, (str, datetime.datetime)):
+            raise ValueError("set: a UTCDate string or a datetime")
+        self.core.clock = FixedClock(moment if isinstance(moment, datetime.datetime)
+                                     else moment[:19] + "Z")
+        return self.run_due_work()
+
+    def freeze(self) -> datetime.datetime:
+        """Stop the clock where it is."""
+        return self.set(self.now())
+
+    def use_real_time(self) -> datetime.datetime:
+        """Follow the real time again."""
+        self.core.clock = SystemClock()
+        return self.run_due_work()
+
+    def run_due_work(self) -> datetime.datetime:
+        self.core.maintain()
+        self.core.run_due_work()
+        return self.now()
+
+    def to_json(self) -> dict:
+        return {"now": format_utc(self.now()), "fixed": self.fixed}
+
+
+# --- 15.5 DevControls: snapshots, reset, accounts on demand --------------------------
+# A restore puts back old data, and with it old modseqs: a state string the server
+# issued after the snapshot would then name different data. So every restore (and
+# reset) takes a new state epoch (section 5): each state issued before it, older or
+# newer than the snapshot, gets cannotCalculateChanges and the client resyncs, never
+# a wrong answer. Ids are not reused either: the id counter only moves forward.
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A copy of a core's whole database at one moment (sqlite's online backup)."""
+    name: str
+    db: sqlite3.Connection
+    taken_at: str
+    epoch: str
+    clock: datetime.datetime | None = None  # the fixed clock's moment, for reset()
+
+    def to_json(self) -> dict:
+        return {"snapshot": self.name, "takenAt": self.taken_at}
+
+
+def next_state_epoch(core: JmapCore, seen: Iterable[str]) -> str:
+    """An epoch no state string of this database ever had: "r1-", "r2-", ... with
+    deterministic ids (readable, reproducible), else four new random letters."""
+    if getattr(core.ids, "counter", None) is not None:
+        numbers = [int(m.group(1)) for e in seen if (m := re.fullmatch(r"r([0-9]+)-", e))]
+        return f"r{max(numbers, default=0) + 1}-"
+    while True:
+        epoch = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(4))
+        if epoch not in seen:
+            return epoch
+
+
+class DevControls(Controls):
+    """The dev controls of one core (what JmapServer and /_jmapd/ delegate to)."""
+
+    def __init__(self, core: JmapCore) -> None:
+        self.core = core
+        self.faults = Faults(core)
+        self.requests = RequestLog(core)
+        self.clock = ClockControl(core)
+        self.snapshots: dict[str, Snapshot] = {}
+        self.baseline: Snapshot | None = None
+        self.epochs = {core.state_epoch}
+        self.counter = 0
+
+    # -- the seam --
+
+    def before_method(self, call: MethodCall, arguments: dict) -> dict:
+        return self.faults.before_method(call, arguments)
+
+    def before_http(self, method: str, path: str) -> TransportFault | None:
+        if path.startswith(CONTROL_PREFIX):
+            return None  # the controls stay reachable whatever is armed
+        return self.faults.before_http(method, path)
+
+    def record(self, entry: dict) -> None:
+        if not entry["path"].startswith(CONTROL_PREFIX):
+            self.requests.add(entry)
+
+    def attach(self, server: Any) -> None:
+        self.faults.push_channels.append(server.httpd.close_event_streams)
+        self.take_baseline()
+
+    # -- mail and users --
+
+    def deliver(self, message: "bytes | str | dict", to: "str | Iterable[str] | None" = None,
+                **options: Any) -> dict:
+        """Deliver raw octets, or a description composed by compose_message (whose
+        to/cc/bcc are the recipients unless `to` is given); {recipient: Email id}."""
+        recipients: list[str] = []
+        if isinstance(message, dict):
+            raw, recipients = compose_message(self.core, message)
+        elif isinstance(message, (bytes, bytearray, str)):
+            raw = message.encode() if isinstance(message, str) else bytes(message)
+        else:
+            raise ValueError("message: raw RFC 5322 octets or a description object")
+        to = to if to is not None else recipients
+        if not to:
+            raise ValueError("to: whom to deliver to (a user name or address, or a list)")
+        return deliver_message(self.core, raw, to, **options)
+
+    def add_user(self, name: str, password: str | None = None, *, seed: Iterable = (),
+                 email: str | None = None, full_name: str = "",
+                 token: str | None = None) -> User:
+        """A new login whose account has what every new account has (the standard
+        mailboxes, an Identity); `seed` messages (raw or described) land in its Inbox."""
+        if not isinstance(name, str) or (password is not None and not isinstance(password, str)):
+            raise ValueError("name and password: strings")
+        user = self.core.add_user(name, name if password is None else password, token,
+                                  email, full_name=full_name)
+        for message in seed or ():
+            self.deliver(message, to=user.name)
+        return user
+
+    # -- snapshots --
+
+    def take_baseline(self) -> None:
+        """What reset() goes back to: the data as it is now (JmapServer calls this)."""
+        self.baseline = self._copy("baseline")
+
+    def _copy(self, name: str) -> Snapshot:
+        copy = sqlite3.connect(":memory:", check_same_thread=False)
+        with self.core.store.lock:
+            self.core.store.db.backup(copy)
+        clock = self.core.clock.now() if isinstance(self.core.clock, FixedClock) else None
+        return Snapshot(name, copy, format_utc(self.core.clock.now()), self.core.state_epoch,
+                        clock)
+
+    def snapshot(self, name: str | None = None) -> Snapshot:
+        """A named copy of all data now (default names s1, s2, ...), for restore()."""
+        if name is not None and not (isinstance(name, str) and ID_PATTERN.fullmatch(name)):
+            raise ValueError("snapshot: a name of letters, digits, '-' and '_'")
+        self.counter += 1
+        snapshot = self._copy(name or f"s{self.counter}")
+        old = self.snapshots.pop(snapshot.name, None)
+        if old is not None:
+            old.db.close()
+        self.snapshots[snapshot.name] = snapshot
+        return snapshot
+
+    def restore(self, snapshot: "Snapshot | str") -> None:
+        """Put a snapshot's data back, with a new state epoch (see above), and tell push
+        clients: every account's states changed."""
+        if isinstance(snapshot, str):
+            if snapshot not in self.snapshots:
+                raise KeyError(f"no snapshot {snapshot!r}")
+            snapshot = self.snapshots[snapshot]
+        store = self.core.store
+        with store.lock:
+            epoch = next_state_epoch(self.core, self.epochs | {snapshot.epoch,
+                                                                self.core.state_epoch})
+            snapshot.db.backup(store.db)
+            store.set_meta("state_epoch", epoch)
+            self.core.caches.clear()
+            self.core._session_states.clear()
+            self.core._load_meta()
+            self.epochs.add(epoch)
+            self.faults.expired.clear()  # those floors counted modseqs of the old epoch
+        self.announce_states()
+
+    def announce_states(self) -> None:
+        """Publish every account's current states, as one StateChange (RFC 8620 §7.1)."""
+        changed: dict[str, dict[str, str]] = {}
+        store = self.core.store
+        with store.transaction():
+            for user in self.core.users():
+                for account in store.accounts_of(user.name):
+                    changed[account.id] = {
+                        name: self.core.state_string(store.type_state(account.id, name))
+                        for name, type_ in self.core.datatypes.items() if not type_.per_user}
+                push_account = push_account_id(user.name)  # PushOutbox re-reads it
+                changed[push_account] = {PushSubscription.name: self.core.state_string(
+                    store.type_state(push_account, PushSubscription.name))}
+        self.core.feed.publish(changed)
+
+    def reset(self) -> None:
+        """Back to the start: the data, the fixed clock's moment, an empty outbox and
+        request log, no faults and the first session state. Snapshots are kept."""
+        if self.baseline is None:
+            raise ValueError("reset: no baseline (a core without a server: take_baseline())")
+        self.faults.clear()
+        self.restore(self.baseline)
+        if self.baseline.clock is not None:
+            self.core.clock = FixedClock(self.baseline.clock)
+        elif isinstance(self.core.clock, SystemClock):
+            self.core.clock.offset = datetime.timedelta()
+        self.core.session_generation = 0
+        self.core._session_states.clear()
+        self.core.outbox.clear()
+        self.core.pushes.clear()
+        self.requests.clear()
+
+
+CORE_SETUP.append(lambda core: setattr(core, "controls", DevControls(core)))
+
+
+# --- 15.6 The control API: /_jmapd/... (JSON over HTTP, for any language) -------------
+# No credentials: jmapd is a dev server on loopback by default, and its demo logins
+# are published, so a password here would protect nothing; what it would cost is
+# every harness in every language juggling one more secret. --no-control (serve(
+# control=False)) turns the whole API off (404) where that trade is wrong.
+
+FAULT_NAMES = ("fail", "latency", "drop_connection", "cannot_calculate_changes",
+               "state_mismatch", "http_status", "expire_states", "has_more_changes",
+               "disconnect_push", "bump_session_state")
+IMMEDIATE_FAULTS = ("expire_states", "disconnect_push", "bump_session_state")
+
+
+def control_route(method_: str, name: str) -> Callable:
+    """Register action(controls, body, params) -> (status, JSON value or text) under
+    CONTROL_PREFIX + name; a ValueError or KeyError from it is a 400 or 404."""
+    def register(action: Callable) -> Callable:
+        def send(handler: JmapHTTPHandler, query: str) -> None:
+            if not handler.server.control:
+                raise RequestError.http(404, "no such resource")
+            body = _control_body(handler) if method_ == "POST" else {}
+            try:
+                params = dict(urllib.parse.parse_qsl(query, errors="strict"))
+                status, value = action(handler.server.core.controls, body, params)
+            except KeyError as error:
+                raise RequestError.http(404, str(error.args[0])) from None
+            except (ValueError, UnicodeError) as error:
+                raise RequestError.http(400, str(error)) from None
+            if isinstance(value, str):
+                handler.send_body(status, value.encode(), "text/plain; charset=utf-8")
+            else:
+                handler.send_json(status, value)
+        route(method_, re.escape(CONTROL_PREFIX + name) + "/?")(send)
+        return action
+    return register
+
+
+def _control_body(handler: JmapHTTPHandler) -> dict:
+    """A JSON object, whatever the Content-Type says (curl -d sends a form type)."""
+    body = handler.read_body(handler.server.core.limits["maxSizeRequest"], "maxSizeRequest")
+    value = parse_json_body(body) if body.strip() else {}
+    if not isinstance(value, dict):
+        raise RequestError.http(400, "the body must be a JSON object")
+    return value
+
+
+def _user_json(user: User) -> dict:
+    return {"name": user.name, "password": user.password, "token": user.token,
+            "email": user.email, "accountId": user.account_id, "fullName": user.full_name}
+
+
+def _int_param(params: dict, name: str) -> int | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name}: a positive integer")
+    return int(value)
+
+
+@control_route("GET", "")
+def control_index(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    return 200, {"jmapd": __version__, "endpoints": sorted(
+        f"{r.method} {r.pattern.pattern.replace(chr(92), '').removesuffix('/?')}"
+        for r in ROUTES if r.pattern.pattern.startswith(re.escape(CONTROL_PREFIX)))}
+
+
+@control_route("POST", "/deliver")
+def control_deliver(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    """{"to", "raw": "..."} or {"to"?, "message": {...}}, plus keywords, receivedAt, mailFrom."""
+    unknown = sorted(set(body) - {"to", "raw", "message", "keywords", "receivedAt", "mailFrom"})
+    if unknown or ("raw" in body) == ("message" in body):
+        raise ValueError("deliver: give either raw (a string) or message (an object), "
+                         "with to, keywords, receivedAt, mailFrom"
+                         + (f"; unknown {unknown[0]!r}" if unknown else ""))
+    message = body.get("raw") if "raw" in body else body["message"]
+    if not isinstance(message, (str, dict)):
+        raise ValueError("deliver: raw is a string, message an object")
+    options = {"keywords": body.get("keywords") or (), "received_at": body.get("receivedAt"),
+               "mail_from": body.get("mailFrom")}
+    if not list_of(String).accepts(list(options["keywords"])):
+        raise ValueError("keywords: an array of strings")
+    return 200, {"delivered": controls.deliver(message, body.get("to"), **options)}
+
+
+@control_route("GET", "/outbox")
+def control_outbox(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    raw = params.get("raw") in ("1", "true")
+    return 200, {"messages": [outbox_view(m, raw) for m in list(controls.core.outbox)]}
+
+
+@control_route("POST", "/outbox/clear")
+def control_outbox_clear(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    count = len(controls.core.outbox)
+    controls.core.outbox.clear()
+    return 200, {"cleared": count}
+
+
+@control_route("GET", "/requests")
+def control_requests(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    """?last=N for the newest N; ?format=text for requests.format()."""
+    last = _int_param(params, "last")
+    if params.get("format", "json") not in ("json", "text"):
+        raise ValueError("format: json or text")
+    if params.get("format") == "text":
+        return 200, controls.requests.format(last) + "\n"
+    return 200, {"requests": controls.requests.recent(last)}
+
+
+@control_route("POST", "/requests/clear")
+def control_requests_clear(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    return 200, {"cleared": controls.requests.clear()}
+
+
+@control_route("GET", "/faults")
+def control_faults(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    return 200, {"faults": [rule.to_json() for rule in controls.faults.active]}
+
+
+@control_route("POST", "/faults")
+def control_arm_fault(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    """{"fault": NAME, ...the Python method's keyword arguments}."""
+    name = body.pop("fault", None)
+    if name not in FAULT_NAMES:
+        raise ValueError(f"fault: one of {', '.join(FAULT_NAMES)}")
+    try:
+        result = getattr(controls.faults, name)(**body)
+    except TypeError as error:  # an unknown or missing argument
+        raise ValueError(f"{name}: {str(error).partition('() ')[2] or error}") from None
+    if name in IMMEDIATE_FAULTS:
+        return 200, {"fault": name, "result": result}
+    return 201, {"fault": result.to_json()}
+
+
+@control_route("POST", "/faults/clear")
+def control_faults_clear(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    return 200, {"cleared": controls.faults.clear()}
+
+
+@control_route("GET", "/clock")
+def control_clock(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    return 200, controls.clock.to_json()
+
+
+@control_route("POST", "/clock")
+def control_set_clock(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    """One of {"advance": {"hours": 2, ...}}, {"set": UTCDate}, {"fixed": true|false}."""
+    if len(body) != 1 or next(iter(body)) not in ("advance", "set", "fixed"):
+        raise ValueError('clock: one of {"advance": {"seconds"|"minutes"|"hours"|"days": N}}, '
+                         '{"set": "2026-01-01T09:00:00Z"}, {"fixed": true|false}')
+    if "advance" in body:
+        units = body["advance"]
+        if not isinstance(units, dict) or not units or set(units) - {
+                "seconds", "minutes", "hours", "days"}:
+            raise ValueError("advance: an object of seconds, minutes, hours, days")
+        controls.clock.advance(**units)
+    elif "set" in body:
+        controls.clock.set(body["set"])
+    elif body["fixed"] is True:
+        controls.clock.freeze()
+    elif body["fixed"] is False:
+        controls.clock.use_real_time()
+    else:
+        raise ValueError("fixed: true or false")
+    return 200, controls.clock.to_json()
+
+
+@control_route("GET", "/users")
+def control_users(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    return 200, {"users": [_user_json(u) for u in controls.core.users()]}
+
+
+@control_route("POST", "/users")
+def control_add_user(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    """{"name", "password"?, "email"?, "fullName"?, "seed"?: [message, ...]}."""
+    unknown = sorted(set(body) - {"name", "password", "email", "fullName", "seed"})
+    if unknown or "name" not in body:
+        raise ValueError("users: {name, password?, email?, fullName?, seed?}"
+                         + (f"; unknown {unknown[0]!r}" if unknown else ""))
+    if not isinstance(body.get("seed", []), list):
+        raise ValueError("seed: an array of messages (raw strings or objects)")
+    user = controls.add_user(body["name"], body.get("password"), seed=body.get("seed", []),
+                             email=body.get("email"), full_name=body.get("fullName", ""))
+    return 201, {"user": _user_json(user)}
+
+
+@control_route("POST", "/reset")
+def control_reset(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    controls.reset()
+    return 200, {"reset": True}
+
+
+@control_route("GET", "/snapshot")
+def control_snapshots(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    return 200, {"snapshots": [s.to_json() for s in controls.snapshots.values()]}
+
+
+@control_route("POST", "/snapshot")
+def control_snapshot(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    """{"name"?}: the snapshot's name (default s1, s2, ...)."""
+    if set(body) - {"name"}:
+        raise ValueError('snapshot: {"name"?}')
+    return 201, controls.snapshot(body.get("name")).to_json()
+
+
+@control_route("POST", "/restore")
+def control_restore(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    """{"snapshot": NAME}."""
+    if set(body) != {"snapshot"} or not isinstance(body["snapshot"], str):
+        raise ValueError('restore: {"snapshot": NAME}')
+    controls.restore(body["snapshot"])
+    return 200, {"restored": body["snapshot"]}
 
 
 # =============================================================================
@@ -8615,6 +9668,8 @@ EXAMPLES = """examples:
   python jmapd.py --limit maxObjectsInGet=5   tiny limits prove a client batches
   python jmapd.py --trace                     print every request and response
   python jmapd.py --allow-http-push           push to http://127.0.0.1:PORT/ receivers
+  python jmapd.py --port 0 --ready-file url.txt   for a test harness: url.txt gets the URL
+  python jmapd.py --no-control                no /_jmapd/ control API (faults, reset, ...)
 """
 
 
@@ -8651,6 +9706,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--relay", metavar="HOST:PORT",
                         help="forward mail for recipients outside this server over SMTP "
                         "(default: keep it in the outbox)")
+    parser.add_argument("--no-control", dest="control", action="store_false",
+                        help="turn off the unauthenticated /_jmapd/ control API (deliver, "
+                        "faults, clock, reset, ...): on by default for a dev server")
+    parser.add_argument("--ready-file", metavar="PATH",
+                        help="once serving, write the server URL (one line) to PATH")
     parser.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error"])
     parser.add_argument("--version", action="version", version=f"jmapd {__version__}")
@@ -8682,8 +9742,19 @@ def describe_server(server: JmapServer) -> str:
         lines.append(f"  try:     curl -sL -u {first.name}:{first.password} {server.session_url}")
     if server.core.allow_http_push:
         lines.append("  push:    http:// urls allowed for loopback receivers (dev only)")
+    if server.httpd.control:
+        lines.append(f"  control: {server.url}{CONTROL_PREFIX} (no credentials; --no-control "
+                     "turns it off)")
     lines.append("Ctrl-C stops the server.")
     return "\n".join(lines)
+
+
+def write_ready_file(path: str, url: str) -> None:
+    """The URL, written whole: a harness polling for the file never reads half of it."""
+    partial = f"{path}.{os.getpid()}.tmp"
+    with open(partial, "w", encoding="utf-8") as file:
+        file.write(url + "\n")
+    os.replace(partial, path)
 
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
@@ -8707,12 +9778,18 @@ def main(argv: list[str] | None = None) -> int:
                        users=options.user, limits=limits, clock=clock, ids=ids,
                        cors_origin=options.cors_origin, trace=options.trace,
                        relay=options.relay, allow_http_push=options.allow_http_push,
-                       push_ca=options.push_ca)
+                       push_ca=options.push_ca, control=options.control)
     except (ValueError, OSError, sqlite3.Error) as error:
         print(f"jmapd: {error}", file=sys.stderr)
         return 1
     try:
         print(describe_server(server), flush=True)
+        if options.ready_file:
+            try:
+                write_ready_file(options.ready_file, server.url)
+            except OSError as error:
+                print(f"jmapd: --ready-file: {error}", file=sys.stderr)
+                return 1
         while server.thread.is_alive():
             server.thread.join(0.5)
     except KeyboardInterrupt:
