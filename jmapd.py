@@ -882,7 +882,7 @@ def compile_sort(sorts: dict[str, Sort], comparators: list,
 class Store:
     """All SQL lives here. Thread-safe: one connection, one lock, one transaction at a time."""
 
-    def __init__(self, path: str = ":memory:") -> None:
+    def __init__(self, path: str = ":memory:", copy_of: "Store | None" = None) -> None:
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
@@ -893,6 +893,8 @@ class Store:
         self.on_rollback: Callable[[], None] = lambda: None  # modseqs may be issued again
         self._after_commit: list[Callable[[], None]] = []
         self._configure()
+        if copy_of is not None:  # the backup brings the schema: running it first is waste
+            copy_of.backup_to(self)
         self._migrate()
 
     def _configure(self) -> None:
@@ -1495,12 +1497,14 @@ class JmapCore:
     """The sans-IO JMAP server: `handle_request(user, request) -> response`.
 
     `db` is ":memory:" or a file path; `clock` and `ids` make output reproducible
-    (FixedClock, SequentialIds); `limits` overrides DEFAULT_LIMITS/SERVER_LIMITS.
+    (FixedClock, SequentialIds); `limits` overrides DEFAULT_LIMITS/SERVER_LIMITS;
+    `copy_of` starts it as a copy of another core's data (a fast fresh server).
     """
 
     def __init__(self, db: str = ":memory:", *, clock: Any = None, ids: Any = None,
                  limits: dict[str, int] | None = None,
-                 datatypes: Iterable["DataType"] = ()) -> None:
+                 datatypes: Iterable["DataType"] = (),
+                 copy_of: "JmapCore | None" = None) -> None:
         unknown = set(limits or {}) - set(DEFAULT_LIMITS) - set(SERVER_LIMITS)
         if unknown:
             raise ValueError(f"unknown limit {sorted(unknown)[0]!r}")
@@ -1520,7 +1524,7 @@ class JmapCore:
         self.allow_http_push = False   # --allow-http-push: http:// urls for loopback (11.2)
         self._session_states: dict[tuple, str] = {}
         self.caches: dict[str, dict] = {}  # derived values keyed by what they derive from
-        self.store = Store(db)
+        self.store = Store(db, copy_of.store if copy_of is not None else None)
         self.store.on_commit = self._publish
         self.store.on_rollback = self.caches.clear
         indexed = {p: n for d in self.datatypes.values() for p, n in d.indexed.items()}
@@ -1530,7 +1534,7 @@ class JmapCore:
         self.store.fix_planner_statistics(indexed)
         self.request_slots = threading.BoundedSemaphore(self.limits["maxConcurrentRequests"])
         self.upload_slots = threading.BoundedSemaphore(self.limits["maxConcurrentUpload"])
-        self._load_meta()
+        self._load_meta(new_epoch=copy_of is not None)
         self._maintained_at = -float("inf")
         self.maintain()
 
@@ -7385,10 +7389,8 @@ class ServerTemplates:
         options = plugin_options(options)
         template = self.template(options)
         clock, ids = _plugin_clock_and_ids(options)
-        core = JmapCore(clock=clock, ids=ids, limits=options["limits"])
+        core = JmapCore(clock=clock, ids=ids, limits=options["limits"], copy_of=template)
         try:
-            template.store.backup_to(core.store)
-            core._load_meta(new_epoch=True)
             return JmapTestServer(core)
         except BaseException:
             core.close()
