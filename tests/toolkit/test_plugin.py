@@ -334,9 +334,11 @@ def test_a_server_without_users_has_no_default_client(jmap_server):
 @pytest.mark.jmapd(deterministic=True)
 def test_deterministic_gives_sequential_ids_and_the_fixed_clock(jmap_client):
     """deterministic=True: the --deterministic ids and clock, from the template's counter."""
+    seeded = jmap_client.call("Mailbox/query", {"accountId": "alice"})["ids"]
     created = jmap_client.call("Mailbox/set", {"accountId": "alice",
                                                "create": {"m": {"name": "Next"}}})["created"]
     assert re.fullmatch(r"M\d+", created["m"]["id"])
+    assert created["m"]["id"] not in seeded  # the copy resumes the template's id counter
     inbox = jmap_client.call("Mailbox/query", {"accountId": "alice",
                                                "filter": {"role": "inbox"}})["ids"][0]
     email = jmap_client.call("Email/set", {"accountId": "alice", "create": {"k": {
