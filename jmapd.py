@@ -6998,6 +6998,8 @@ def main(argv: list[str] | None = None) -> int:
 # fresh in-memory copy of a template seeded once per distinct seed, users and
 # clock (ServerTemplates): a test pays for a sqlite backup and a bind, not a seed.
 
+# --- 18.1 The Client (RFC 8620 §2, §3, §6, §7.3) --------------------------------
+
 class CallError(Exception):
     """A JMAP request or method call failed.
 
@@ -7084,11 +7086,23 @@ class Client:
             try:
                 return self._exchange(key, method, target, body, sent_headers)
             except (ConnectionError, http.client.BadStatusLine):
-                self._connections.pop(key).close()
+                self._drop_connection(key)
                 if not reused:
                     raise
-            # the server closed an idle keep-alive connection: once more, on a new one
-            return self._exchange(key, method, target, body, sent_headers)
+            except BaseException:  # e.g. a timeout: a half-read answer must not be reused
+                self._drop_connection(key)
+                raise
+            # the server had closed an idle keep-alive connection: once more, on a new one
+            try:
+                return self._exchange(key, method, target, body, sent_headers)
+            except BaseException:
+                self._drop_connection(key)
+                raise
+
+    def _drop_connection(self, key: tuple) -> None:
+        connection = self._connections.pop(key, None)
+        if connection is not None:
+            connection.close()
 
     def _exchange(self, key: tuple, method: str, target: str, body: bytes | None,
                   headers: dict) -> tuple[int, Any, bytes]:
@@ -7216,7 +7230,8 @@ class EventSource:
         if parts.scheme == "https":
             self.sock = ssl.create_default_context().wrap_socket(
                 self.sock, server_hostname=parts.hostname)
-        lines = [f"GET {parts.path}?{parts.query} HTTP/1.1", f"Host: {parts.netloc}",
+        target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}",
                  *(f"{name}: {value}" for name, value in headers.items())]
         try:
             self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -7311,7 +7326,7 @@ def _parse_sse_block(block: str) -> Event | None:
     return Event(fields.get("event", ["message"])[-1], event_id, data)
 
 
-# --- 18.1 Fresh servers from templates ----------------------------------------
+# --- 18.2 Fresh servers from templates ---------------------------------------
 
 PLUGIN_OPTIONS = {  # the jmapd marker's keywords and jmapd_options' keys, with defaults
     "seed": "demo",          # as --seed: "demo", "empty", "generated:N", a path; None: nobody
@@ -7429,7 +7444,7 @@ def marked_options(node: Any, defaults: dict) -> dict:
     return plugin_options(*layers)
 
 
-# --- 18.2 The pytest plugin -----------------------------------------------------
+# --- 18.3 The pytest plugin ---------------------------------------------------
 
 try:
     import pytest

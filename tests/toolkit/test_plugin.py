@@ -362,3 +362,12 @@ def test_fresh_servers_from_one_template_are_independent():
         assert len(templates._templates) == 1
     finally:
         templates.close()
+
+
+def test_client_reconnects_when_the_server_closed_its_kept_alive_connection(jmap_server,
+                                                                            jmap_client):
+    """A kept-alive connection the server has closed meanwhile (idle timeout, restart) is
+    replaced once, transparently: the call succeeds on a new connection."""
+    assert jmap_client.call("Core/echo", {"n": 1}) == {"n": 1}
+    jmap_server.httpd.close_connections()
+    assert jmap_client.call("Core/echo", {"n": 2}) == {"n": 2}
