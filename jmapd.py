@@ -29,8 +29,9 @@ Map (the banners below carry the same numbers; `grep -n '^# [0-9]' jmapd.py`):
    18. Test support
 
 Rules this file keeps:
-    1. Sans-IO core: only section 14 opens sockets or starts threads. The core reads time
-       and ids from an injected clock and id source.
+    1. Sans-IO core: only section 14 opens sockets or starts threads (and the test
+       Client of section 18, a client). The core reads time and ids from an injected
+       clock and id source.
     2. One writer of SQL: section 4 (the Store) and a data type's own storage hooks.
     3. Errors are raised, never returned: RequestError, MethodError, SetError carry the
        spec's type string; one boundary per level turns them into wire objects.
@@ -6985,7 +6986,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     return 0
-
 
 
 # =============================================================================
