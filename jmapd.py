@@ -7,6 +7,8 @@ sqlite, and starts in milliseconds, so client developers can test against a real
 Run it:    python jmapd.py --seed demo          (alice/alice and bob/bob)
 Embed it:  with jmapd.serve(seed="demo") as server: ...server.session_url...
 Core only: core = jmapd.JmapCore(); core.handle_request("alice", {...})
+Test it:   pytest_plugins = ["jmapd"] (or pip install jmapd): fixtures jmap_server,
+           jmap_client, marker jmapd (section 18; PYTEST_DONT_REWRITE: plain asserts).
 
 Map (the banners below carry the same numbers; `grep -n '^# [0-9]' jmapd.py`):
     0. Head
@@ -27,10 +29,12 @@ Map (the banners below carry the same numbers; `grep -n '^# [0-9]' jmapd.py`):
    15. Dev controls
    16. Seeds
    17. Command line
+   18. Test support
 
 Rules this file keeps:
-    1. Sans-IO core: only section 14 opens sockets or starts threads. The core reads time
-       and ids from an injected clock and id source.
+    1. Sans-IO core: only section 14 opens sockets or starts threads (and the test
+       Client of section 18, a client). The core reads time and ids from an injected
+       clock and id source.
     2. One writer of SQL: section 4 (the Store) and a data type's own storage hooks.
     3. Errors are raised, never returned: RequestError, MethodError, SetError carry the
        spec's type string; one boundary per level turns them into wire objects.
@@ -56,6 +60,7 @@ __all__ = [
     "RequestError", "MethodError", "SetError",
     "FixedClock", "SystemClock", "SequentialIds", "RandomIds", "User",
     "PushOutbox", "PushPolicy",
+    "Client", "CallError", "EventSource", "JmapTestServer", "ServerTemplates",
 ]
 
 import argparse
@@ -928,7 +933,7 @@ def compile_sort(sorts: dict[str, Sort], comparators: list,
 class Store:
     """All SQL lives here. Thread-safe: one connection, one lock, one transaction at a time."""
 
-    def __init__(self, path: str = ":memory:") -> None:
+    def __init__(self, path: str = ":memory:", copy_of: "Store | None" = None) -> None:
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
@@ -939,6 +944,8 @@ class Store:
         self.on_rollback: Callable[[], None] = lambda: None  # modseqs may be issued again
         self._after_commit: list[Callable[[], None]] = []
         self._configure()
+        if copy_of is not None:  # the backup brings the schema: running it first is waste
+            copy_of.backup_to(self)
         self._migrate()
 
     def _configure(self) -> None:
@@ -1589,12 +1596,14 @@ class JmapCore:
     """The sans-IO JMAP server: `handle_request(user, request) -> response`.
 
     `db` is ":memory:" or a file path; `clock` and `ids` make output reproducible
-    (FixedClock, SequentialIds); `limits` overrides DEFAULT_LIMITS/SERVER_LIMITS.
+    (FixedClock, SequentialIds); `limits` overrides DEFAULT_LIMITS/SERVER_LIMITS;
+    `copy_of` starts it as a copy of another core's data (a fast fresh server).
     """
 
     def __init__(self, db: str = ":memory:", *, clock: Any = None, ids: Any = None,
                  limits: dict[str, int] | None = None,
-                 datatypes: Iterable["DataType"] = ()) -> None:
+                 datatypes: Iterable["DataType"] = (),
+                 copy_of: "JmapCore | None" = None) -> None:
         unknown = set(limits or {}) - set(DEFAULT_LIMITS) - set(SERVER_LIMITS)
         if unknown:
             raise ValueError(f"unknown limit {sorted(unknown)[0]!r}")
@@ -1617,7 +1626,7 @@ class JmapCore:
         self.session_generation = 0  # bumped by a dev control: a new session state
         self.controls = Controls()
         self.caches: dict[str, dict] = {}  # derived values keyed by what they derive from
-        self.store = Store(db)
+        self.store = Store(db, copy_of.store if copy_of is not None else None)
         self.store.on_commit = self._publish
         self.store.on_rollback = self.caches.clear
         indexed = {p: n for d in self.datatypes.values() for p, n in d.indexed.items()}
@@ -1627,7 +1636,7 @@ class JmapCore:
         self.store.fix_planner_statistics(indexed)
         self.request_slots = threading.BoundedSemaphore(self.limits["maxConcurrentRequests"])
         self.upload_slots = threading.BoundedSemaphore(self.limits["maxConcurrentUpload"])
-        self._load_meta()
+        self._load_meta(new_epoch=copy_of is not None)
         self._maintained_at = -float("inf")
         self.maintain()
         for attach in CORE_SETUP:
@@ -9797,6 +9806,507 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     return 0
+
+
+# =============================================================================
+# 18. Test support
+# =============================================================================
+# Client: a small stdlib JMAP client for tests and scripts (session discovery,
+# calls, upload, download, an EventSource reader). Then the pytest plugin: the
+# jmap_server and jmap_client fixtures and the jmapd marker, loaded by the
+# pytest11 entry point or by `pytest_plugins = ["jmapd"]`. Each jmap_server is a
+# fresh in-memory copy of a template seeded once per distinct seed, users and
+# clock (ServerTemplates): a test pays for a sqlite backup and a bind, not a seed.
+
+# --- 18.1 The Client (RFC 8620 §2, §3, §6, §7.3) --------------------------------
+
+class CallError(Exception):
+    """A JMAP request or method call failed.
+
+    `type` is the error type ("invalidArguments", or for a request-level error the URN,
+    e.g. "urn:ietf:params:jmap:error:limit"), `description` its text, `method` the
+    method's name (None when the whole request failed), `error` the error object or
+    problem details as received, `status` the HTTP status.
+    """
+
+    def __init__(self, type: str | None, description: str | None = None, *,
+                 method: str | None = None, error: dict | None = None,
+                 status: int = 200) -> None:
+        where = f"{method} failed" if method else f"the request failed with HTTP {status}"
+        super().__init__(f"{where}: {type}" + (f": {description}" if description else ""))
+        self.type, self.description, self.method = type, description, method
+        self.error, self.status = error or {}, status
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One text/event-stream event: `type` ("state", "ping"), `id`, and `data` (JSON)."""
+    type: str
+    id: str | None
+    data: Any
+
+
+def _expand_url(template: str, **values: Any) -> str:
+    """RFC 6570 level 1, as RFC 8620 §2 uses it: each {name} percent-encoded."""
+    return re.sub(r"\{(\w+)\}",
+                  lambda m: urllib.parse.quote(str(values[m[1]]), safe=""), template)
+
+
+def _raise_for_status(status: int, body: bytes) -> None:
+    """A request-level error (RFC 8620 §3.6.1 problem details) as CallError."""
+    if status < 400:
+        return
+    try:
+        problem = json.loads(body)
+    except ValueError:
+        problem = None
+    if not isinstance(problem, dict):
+        problem = {"detail": body.decode("utf-8", "replace")[:500]}
+    raise CallError(problem.get("type", "about:blank"), problem.get("detail"),
+                    error=problem, status=status)
+
+
+class Client:
+    """A minimal JMAP client over HTTP, standard library only, for tests and scripts.
+
+        client = jmapd.Client(server.url, "alice")
+        client.call("Mailbox/get", {"accountId": client.account_id})  # response arguments
+
+    url is the server's origin or a session URL (/.well-known/jmap redirects are
+    followed). Authentication is HTTP Basic (the password defaults to the user name, as
+    in the demo seed) or, with token=, Bearer. A method error raises CallError; /set's
+    notCreated and the like are results, not errors, and are returned.
+    """
+
+    def __init__(self, url: str, user: str | None = None, password: str | None = None, *,
+                 token: str | None = None, timeout: float = 10.0) -> None:
+        path = urllib.parse.urlsplit(url).path
+        self.url = url.rstrip("/") + WELL_KNOWN_PATH if path in ("", "/") else url
+        if token is not None:
+            self.authorization = "Bearer " + token
+        else:
+            credentials = f"{user}:{user if password is None else password}"
+            self.authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
+        self.timeout = timeout
+        self._session: dict | None = None
+        self._connections: dict[tuple, http.client.HTTPConnection] = {}
+        self._lock = threading.Lock()
+
+    # -- HTTP --
+
+    def send(self, method: str, url: str, body: bytes | None = None,
+             headers: dict | None = None) -> tuple[int, Any, bytes]:
+        """One authenticated HTTP exchange on a kept-alive connection: (status, headers, body)."""
+        parts = urllib.parse.urlsplit(url)
+        target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        sent_headers = {"Authorization": self.authorization, **(headers or {})}
+        key = (parts.scheme, parts.netloc)
+        with self._lock:
+            reused = key in self._connections
+            try:
+                return self._exchange(key, method, target, body, sent_headers)
+            except (ConnectionError, http.client.BadStatusLine):
+                self._drop_connection(key)
+                if not reused:
+                    raise
+            except BaseException:  # e.g. a timeout: a half-read answer must not be reused
+                self._drop_connection(key)
+                raise
+            # the server had closed an idle keep-alive connection: once more, on a new one
+            try:
+                return self._exchange(key, method, target, body, sent_headers)
+            except BaseException:
+                self._drop_connection(key)
+                raise
+
+    def _drop_connection(self, key: tuple) -> None:
+        connection = self._connections.pop(key, None)
+        if connection is not None:
+            connection.close()
+
+    def _exchange(self, key: tuple, method: str, target: str, body: bytes | None,
+                  headers: dict) -> tuple[int, Any, bytes]:
+        if key not in self._connections:
+            kind = http.client.HTTPSConnection if key[0] == "https" else http.client.HTTPConnection
+            self._connections[key] = kind(key[1], timeout=self.timeout)
+        connection = self._connections[key]
+        connection.request(method, target, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+
+    def close(self) -> None:
+        """Close the kept-alive connections."""
+        with self._lock:
+            for connection in self._connections.values():
+                connection.close()
+            self._connections.clear()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- the session (RFC 8620 §2) --
+
+    @property
+    def session(self) -> dict:
+        """The Session object, fetched at first use (refresh_session() fetches it again)."""
+        return self._session if self._session is not None else self.refresh_session()
+
+    def refresh_session(self) -> dict:
+        url = self.url
+        for _ in range(5):
+            status, headers, body = self.send("GET", url)
+            if status not in (301, 302, 303, 307, 308) or not headers.get("Location"):
+                break
+            url = urllib.parse.urljoin(url, headers["Location"])  # RFC 8620 §2.2
+        _raise_for_status(status, body)
+        self._session = json.loads(body)
+        return self._session
+
+    @property
+    def account_id(self) -> str | None:
+        """The primary mail account (RFC 8621 §1.3.1), else the first account."""
+        primary = self.session.get("primaryAccounts", {})
+        return primary.get(URN_MAIL) or primary.get(URN_CORE) or next(
+            iter(self.session.get("accounts", {})), None)
+
+    # -- requests (RFC 8620 §3) --
+
+    def request(self, calls: Iterable[list], using: Iterable[str] | None = None,
+                created_ids: dict | None = None) -> dict:
+        """POST one Request; calls are [name, args] or [name, args, callId]. Returns the
+        whole Response: method errors stay in it; a request-level error raises CallError.
+        `using` defaults to every capability the session lists."""
+        method_calls = [list(c) if len(c) == 3 else [c[0], c[1], f"c{i}"]
+                        for i, c in enumerate(calls)]
+        body = {"using": list(self.session["capabilities"] if using is None else using),
+                "methodCalls": method_calls}
+        if created_ids is not None:
+            body["createdIds"] = created_ids
+        status, _, data = self.send("POST", self.session["apiUrl"], json.dumps(body).encode(),
+                                    {"Content-Type": "application/json"})
+        _raise_for_status(status, data)
+        return json.loads(data)
+
+    def call(self, method: str, args: dict | None = None,
+             using: Iterable[str] | None = None) -> dict:
+        """One method call: its response arguments; CallError if it answered "error"."""
+        response = self.request([[method, {} if args is None else args, "c0"]], using)
+        name, result, _ = response["methodResponses"][0]
+        if name == "error":
+            raise CallError(result.get("type"), result.get("description"), method=method,
+                            error=result)
+        return result
+
+    # -- binary data (RFC 8620 §6) --
+
+    def upload(self, data: bytes, type: str = "application/octet-stream",
+               account_id: str | None = None) -> dict:
+        """Upload data: {"accountId", "blobId", "type", "size"}."""
+        url = _expand_url(self.session["uploadUrl"], accountId=account_id or self.account_id)
+        status, _, body = self.send("POST", url, data, {"Content-Type": type})
+        _raise_for_status(status, body)
+        return json.loads(body)
+
+    def download(self, blob_id: str, name: str = "blob",
+                 type: str = "application/octet-stream",
+                 account_id: str | None = None) -> bytes:
+        """The blob's octets."""
+        url = _expand_url(self.session["downloadUrl"], accountId=account_id or self.account_id,
+                          blobId=blob_id, name=name, type=type)
+        status, _, body = self.send("GET", url)
+        _raise_for_status(status, body)
+        return body
+
+    # -- push (RFC 8620 §7.3) --
+
+    def events(self, types: str | Iterable[str] = "*", closeafter: str = "no", ping: int = 0,
+               timeout: float = 5.0, last_event_id: str | None = None) -> "EventSource":
+        """Open the event stream (connected on return: later changes will be seen)."""
+        url = _expand_url(self.session["eventSourceUrl"], closeafter=closeafter, ping=ping,
+                          types=types if isinstance(types, str) else ",".join(types))
+        headers = {"Authorization": self.authorization, "Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        return EventSource(url, headers, timeout)
+
+
+class EventSource:
+    """A reader of one text/event-stream response (RFC 8620 §7.3, the HTML SSE format).
+
+    Iterate it for Events until the server ends the stream, or call next_event() or
+    next_state_change(). Waiting longer than `timeout` seconds for an event raises
+    TimeoutError, and the stream stays usable. Use it as a context manager, or close().
+    """
+
+    def __init__(self, url: str, headers: dict, timeout: float = 5.0) -> None:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.timeout = timeout
+        self._buffer = b""
+        self.sock = socket.create_connection((parts.hostname, port), timeout)
+        if parts.scheme == "https":
+            self.sock = ssl.create_default_context().wrap_socket(
+                self.sock, server_hostname=parts.hostname)
+        target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}",
+                 *(f"{name}: {value}" for name, value in headers.items())]
+        try:
+            self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            self._read_head(time.monotonic() + timeout)
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def _read_head(self, deadline: float) -> None:
+        while b"\r\n\r\n" not in self._buffer:
+            if not self._receive(deadline):
+                raise ConnectionError("the event stream closed before its headers")
+        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        self.status = int(status_line.split()[1])
+        self.headers = {k.strip().lower(): v.strip() for k, _, v in
+                        (line.partition(":") for line in header_lines)}
+        if self.status != 200:
+            length = int(self.headers.get("content-length", 0))
+            while len(self._buffer) < length and self._receive(deadline):
+                pass
+            _raise_for_status(self.status, self._buffer[:length])
+            raise CallError(None, f"HTTP {self.status}", status=self.status)
+
+    def _receive(self, deadline: float) -> bool:
+        """More bytes into the buffer; False at the end of the stream."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no event on the EventSource in time")
+        self.sock.settimeout(remaining)
+        try:
+            chunk = self.sock.recv(65536)
+        except TimeoutError:
+            raise TimeoutError("no event on the EventSource in time") from None
+        self._buffer += chunk
+        return bool(chunk)
+
+    def next_event(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None once the server has closed the stream."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            self._buffer = self._buffer.replace(b"\r\n", b"\n")
+            if b"\n\n" in self._buffer:
+                block, self._buffer = self._buffer.split(b"\n\n", 1)
+                event = _parse_sse_block(block.decode("utf-8", "replace"))
+                if event is not None:
+                    return event
+            elif not self._receive(deadline):
+                return None
+
+    def next_state_change(self, timeout: float | None = None) -> dict:
+        """The data of the next "state" event (a StateChange, RFC 8620 §7.1); pings are
+        skipped. TimeoutError if none comes in time, ConnectionError if the stream ends."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            event = self.next_event(max(deadline - time.monotonic(), 0.001))
+            if event is None:
+                raise ConnectionError("the event stream ended without a state event")
+            if event.type == "state":
+                return event.data
+
+    def __iter__(self) -> Iterator[Event]:
+        while (event := self.next_event()) is not None:
+            yield event
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "EventSource":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+def _parse_sse_block(block: str) -> Event | None:
+    """One event from its lines (HTML "event stream interpretation"); None for comments."""
+    fields: dict[str, list[str]] = {}
+    for line in block.split("\n"):
+        if not line or line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        fields.setdefault(name, []).append(value[1:] if value.startswith(" ") else value)
+    if "data" not in fields:
+        return None
+    text = "\n".join(fields["data"])
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = text
+    event_id = fields["id"][-1] if "id" in fields else None
+    return Event(fields.get("event", ["message"])[-1], event_id, data)
+
+
+# --- 18.2 Fresh servers from templates ---------------------------------------
+
+PLUGIN_OPTIONS = {  # the jmapd marker's keywords and jmapd_options' keys, with defaults
+    "seed": "demo",          # as --seed: "demo", "empty", "generated:N", a path; None: nobody
+    "users": (),             # extra logins: "carol" (password carol) or "carol:secret"
+    "fixed_clock": None,     # a UTCDate: the clock stands there until advanced
+    "limits": {},            # overrides of DEFAULT_LIMITS and SERVER_LIMITS
+    "deterministic": False,  # sequential ids (and a fixed clock at 2026-01-01T09:00:00Z)
+}
+
+
+def plugin_options(*layers: dict) -> dict:
+    """PLUGIN_OPTIONS overlaid by each layer in turn; an unknown key is a ValueError."""
+    options = dict(PLUGIN_OPTIONS)
+    for layer in layers:
+        unknown = sorted(set(layer) - set(PLUGIN_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown jmapd option {unknown[0]!r}; the options are "
+                             + ", ".join(PLUGIN_OPTIONS))
+        options.update(layer)
+    users = options["users"]
+    options["users"] = (users,) if isinstance(users, str) else tuple(users or ())
+    options["limits"] = dict(options["limits"] or {})
+    return options
+
+
+def _plugin_clock_and_ids(options: dict) -> tuple[Any, Any]:
+    """A new clock and id source for one core (a test's clock.advance stays its own)."""
+    if options["fixed_clock"]:
+        clock = FixedClock(options["fixed_clock"])
+    else:
+        clock = FixedClock() if options["deterministic"] else SystemClock()
+    return clock, SequentialIds() if options["deterministic"] else RandomIds()
+
+
+class JmapTestServer(JmapServer):
+    """The jmap_server fixture's server: a JmapServer that also hands out Clients."""
+
+    def __init__(self, core: JmapCore, **kwargs: Any) -> None:
+        super().__init__(core, **kwargs)
+        self.clients: list[Client] = []
+
+    def client(self, user: str | None = None, password: str | None = None,
+               **options: Any) -> Client:
+        """A Client logged in as user: default alice, else the first user there is."""
+        names = [u.name for u in self.users]
+        name = user or ("alice" if "alice" in names else names[0] if names else None)
+        if name is None:
+            raise ValueError("this server has no users: give the seed or users option")
+        if password is None and name in names:
+            password = self.user(name).password
+        client = Client(self.session_url, name, password, **options)
+        self.clients.append(client)
+        return client
+
+    def stop(self) -> None:
+        for client in self.clients:
+            client.close()
+        super().stop()
+
+
+class ServerTemplates:
+    """Seeded cores kept for copying, one per distinct seed, users and clock: the
+    plugin's session-wide cache, usable without pytest:
+
+        templates = jmapd.ServerTemplates()
+        with templates.server(seed="empty", users=["carol"]) as server: ...
+    """
+
+    def __init__(self) -> None:
+        self._templates: dict[tuple, JmapCore] = {}
+        self._lock = threading.Lock()
+
+    def server(self, **options: Any) -> JmapTestServer:
+        """A fresh server on a free port: an in-memory copy of these options' template."""
+        options = plugin_options(options)
+        template = self.template(options)
+        clock, ids = _plugin_clock_and_ids(options)
+        core = JmapCore(clock=clock, ids=ids, limits=options["limits"], copy_of=template)
+        try:
+            return JmapTestServer(core)
+        except BaseException:
+            core.close()
+            raise
+
+    def template(self, options: dict) -> JmapCore:
+        """The seeded core for options, built at the first request for them."""
+        key = (options["seed"], options["users"], options["fixed_clock"],
+               bool(options["deterministic"]))
+        with self._lock:
+            if key not in self._templates:
+                clock, ids = _plugin_clock_and_ids(options)
+                template = _seeded_core(options["seed"], ":memory:", clock, ids, None)
+                for spec in options["users"]:
+                    name, _, password = spec.partition(":")
+                    if not template.store.user(name):
+                        template.add_user(name, password or name)
+                self._templates[key] = template
+            return self._templates[key]
+
+    def close(self) -> None:
+        with self._lock:
+            for template in self._templates.values():
+                template.close()
+            self._templates.clear()
+
+
+def marked_options(node: Any, defaults: dict) -> dict:
+    """A test's options: defaults, then its jmapd markers (the closest one wins)."""
+    layers = [defaults]
+    for marker in reversed(list(node.iter_markers("jmapd"))):
+        if marker.args:
+            raise ValueError("the jmapd marker takes keyword arguments only, e.g. "
+                             "@pytest.mark.jmapd(seed='empty')")
+        layers.append(marker.kwargs)
+    return plugin_options(*layers)
+
+
+# --- 18.3 The pytest plugin ---------------------------------------------------
+
+try:
+    import pytest
+except ImportError:  # jmapd stays stdlib-only: the fixtures exist only under pytest
+    pytest = None
+
+if pytest is not None:
+    def pytest_configure(config: Any) -> None:
+        config.addinivalue_line(
+            "markers", "jmapd(seed='demo', users=(), fixed_clock=None, limits={}, "
+            "deterministic=False): options of this test's jmap_server (jmapd plugin)")
+
+    @pytest.fixture(scope="session")
+    def jmapd_templates() -> Iterator[ServerTemplates]:
+        """The session's seeded templates: each fresh jmap_server is a copy of one."""
+        templates = ServerTemplates()
+        yield templates
+        templates.close()
+
+    @pytest.fixture
+    def jmapd_options() -> dict:
+        """Options for every jmap_server in its scope; override it to configure a suite."""
+        return {}
+
+    @pytest.fixture
+    def jmap_server(request: Any, jmapd_options: dict,
+                    jmapd_templates: ServerTemplates) -> Iterator[JmapTestServer]:
+        """A fresh, isolated jmapd on a free port, configured by the jmapd marker."""
+        try:
+            server, problem = jmapd_templates.server(
+                **marked_options(request.node, jmapd_options)), None
+        except (ValueError, OSError) as error:  # a bad option: its message is the report
+            server, problem = None, f"jmap_server: {error}"
+        if problem:
+            pytest.fail(problem, pytrace=False)
+        yield server
+        server.stop()
+
+    @pytest.fixture
+    def jmap_client(jmap_server: JmapTestServer) -> Client:
+        """A Client of jmap_server, logged in as alice (jmap_server.client("bob") for bob)."""
+        return jmap_server.client()
 
 
 if __name__ == "__main__":

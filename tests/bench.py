@@ -47,6 +47,28 @@ def bench_clone():
     print(f"fresh core from a demo template (sqlite backup): median {median * 1000:.2f} ms")
 
 
+def bench_plugin_server_ready(runs=50):
+    """The pytest plugin's jmap_server: the fixture's setup (a copy of the session's
+    template, a bind, the server's threads), and then a Client's first session answer."""
+    templates = jmapd.ServerTemplates()
+    start = time.perf_counter()
+    templates.server(seed="demo").stop()  # the first seeds the template (or copies serve()'s)
+    first = time.perf_counter() - start
+    ready, answered = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        server = templates.server(seed="demo")
+        ready.append(time.perf_counter() - start)
+        server.client().session
+        answered.append(time.perf_counter() - start)
+        server.stop()  # teardown is not part of "ready"
+    templates.close()
+    print(f"jmap_server fixture, request to ready: median {statistics.median(ready) * 1000:.1f}"
+          f" ms, max {max(ready) * 1000:.1f} ms; to the first session answer: median "
+          f"{statistics.median(answered) * 1000:.1f} ms ({runs} runs after the first, "
+          f"{first * 1000:.0f} ms)")
+
+
 def bench_http_requests():
     with jmapd.serve(seed="demo") as server:
         host, port = server.httpd.server_address[:2]
@@ -256,6 +278,7 @@ if __name__ == "__main__":
           f"sqlite {jmapd.sqlite3.sqlite_version}, {os.cpu_count()} cores")
     bench_serve_startup()
     bench_clone()
+    bench_plugin_server_ready()
     bench_http_requests()
     bench_websocket_versus_http()
     bench_push_latency()

@@ -4,6 +4,7 @@
           SequentialIds, copied from a template built once per session (about 1 ms a test).
 `jmap`    a small client over `core`: jmap.call("Mailbox/get", {...}) -> response args.
 `server`  the same data behind a real HTTP server on 127.0.0.1, port 0.
+The jmapd plugin adds `jmap_server` and `jmap_client` (the demo seed, as a client sees it).
 """
 
 import base64
@@ -17,6 +18,10 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jmapd  # noqa: E402
+
+# The plugin's jmap_server and jmap_client (jmapd.py section 18); skipped, not loaded
+# twice, when an installed jmapd already registered it through its pytest11 entry point.
+pytest_plugins = ["jmapd"]
 
 CORE = jmapd.URN_CORE
 MAIL = jmapd.URN_MAIL
