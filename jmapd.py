@@ -7221,6 +7221,7 @@ class JmapHTTPServer(http.server.ThreadingHTTPServer):
         self.core, self.cors_origin, self.trace = core, cors_origin, trace
         self.connections: set[socket.socket] = set()
         self.event_streams: set[socket.socket] = set()  # open EventSource connections
+        self.websockets: set = set()  # open WebSocketConnections (14.1)
         self.connections_lock = threading.Lock()
         self.control = True  # the /_jmapd/ control API answers (section 15); --no-control
         self.trace_lock = threading.Lock()
@@ -7265,6 +7266,14 @@ class JmapHTTPServer(http.server.ThreadingHTTPServer):
         with self.connections_lock:
             streams, self.event_streams = self.event_streams, set()
         return self.close_connections(streams)
+
+    def close_websockets(self) -> int:
+        """Close every JMAP WebSocket with 1001 Going Away (a dev fault, RFC 6455 §7.4.1)."""
+        with self.connections_lock:
+            sockets, self.websockets = self.websockets, set()
+        for connection in sockets:
+            connection.close(1001, "closed by the server (a jmapd dev fault)")
+        return len(sockets)
 
 
 def _query_parameter(query: str, name: str) -> str | None:
@@ -7748,9 +7757,14 @@ class WebSocketConnection:
         self.socket.settimeout(None)  # push sockets idle for long; stop() shuts them down
         pusher = threading.Thread(target=self._follow_feed, name="jmapd-ws-push", daemon=True)
         pusher.start()
+        server = self.handler.server
+        with server.connections_lock:
+            server.websockets.add(self)
         try:
             self._read_until_closed()
         finally:
+            with server.connections_lock:
+                server.websockets.discard(self)
             self.finished.set()
             with self.send_lock:
                 self.close_sent = True  # whatever is still running sends nothing now
@@ -7835,6 +7849,7 @@ class WebSocketConnection:
 
     def _answer(self, request: dict, request_id: str | None) -> None:
         """One Request on a worker: the same core.handle_request as HTTP's."""
+        started = time.monotonic()
         try:
             self.handler.trace("request", request)
             try:
@@ -7843,6 +7858,11 @@ class WebSocketConnection:
             except RequestError as error:
                 reply = websocket_request_error(error, request_id)
             self.send_json(reply)
+            self.core.controls.record({  # the request log (section 15), as for HTTP
+                "transport": "ws", "method": "Request", "path": WEBSOCKET_PATH,
+                "status": reply.get("status", 200), "user": self.user.name,
+                "durationMs": round((time.monotonic() - started) * 1000, 3),
+                "request": request, "response": reply, "fault": None})
         except Exception:  # a bug: logged, answered without detail, the socket lives on
             log.error("WebSocket request failed:\n%s", traceback.format_exc())
             self.send_json(websocket_request_error(
@@ -7926,6 +7946,12 @@ class WebSocketConnection:
             self.close_sent = True
             with contextlib.suppress(OSError):
                 self.socket.sendall(encode_frame(Opcode.CLOSE, encode_close(code, reason)))
+
+
+# --- 14.2 Outbound: the SMTP relay and push POSTs -----------------------------
+# What the core produced as data (section 10's outbox, section 11's PushOutbox) is
+# carried out here, each on threads of its own, so a slow receiver never slows the API.
+
 class SmtpRelay:
     """--relay HOST:PORT: forwards outbox messages over SMTP (e.g. to a capture server)
     on its own thread, so a slow relay never holds up a request, and records each
@@ -7984,7 +8010,7 @@ class SmtpRelay:
                                                f"failed after {self.ATTEMPTS} attempts: {error}"))
 
 
-# --- PushSubscription delivery (RFC 8620 §7.2) ---------------------------------
+# PushSubscription delivery (RFC 8620 §7.2).
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PushPolicy:
@@ -8153,7 +8179,7 @@ class PushDeliverer:
             self.due.pop(subscription_id, None)
 
 
-# --- 14.2 The running server and serve() ------------------------------------
+# --- 14.3 The running server and serve() ------------------------------------
 
 class JmapServer:
     """A running HTTP server around a JmapCore; what serve() returns.
@@ -8560,8 +8586,9 @@ class Faults:
         return kept
 
     def disconnect_push(self) -> int:
-        """Close every open push channel (EventSource streams) now; how many there were.
-        A client must reconnect, with Last-Event-ID (RFC 8620 §7.3)."""
+        """Close every open push channel (EventSource streams, WebSockets) now; how many
+        there were. A client must reconnect, with Last-Event-ID (RFC 8620 §7.3) or a
+        pushState (RFC 8887 §4.3.5.2)."""
         return sum(close() for close in list(self.push_channels))
 
     def bump_session_state(self) -> str:
@@ -8930,7 +8957,8 @@ class DevControls(Controls):
             self.requests.add(entry)
 
     def attach(self, server: Any) -> None:
-        self.faults.push_channels.append(server.httpd.close_event_streams)
+        self.faults.push_channels += [server.httpd.close_event_streams,
+                                      server.httpd.close_websockets]
         self.take_baseline()
 
     # -- mail and users --

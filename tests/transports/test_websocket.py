@@ -697,3 +697,28 @@ def test_rfc8887_4_3_5_3_push_disable_stops_state_changes(server, ws):
     assert ws.silent_for(0.2)
     ws.send_json(echo("alive"))
     assert ws.recv_json()["requestId"] == "alive"
+
+
+def test_rfc6455_7_4_1_the_disconnect_push_fault_closes_websockets_with_1001(server, ws):
+    """A dev fault (section 15): every WebSocket gets Close 1001 Going Away, so a client
+    reconnects and resumes with its pushState (RFC 8887 §4.3.5.2)."""
+    for _ in range(100):
+        if server.httpd.websockets:
+            break
+        time.sleep(0.01)
+    assert server.faults.disconnect_push() == 1
+    assert ws.expect_close() == (1001, "closed by the server (a jmapd dev fault)")
+    assert server.faults.disconnect_push() == 0
+
+
+def test_websocket_requests_are_in_the_request_log(server, ws):
+    """Section 15's server.requests covers every transport: "transport": "ws"."""
+    ws.send_json(echo("r1", logged=True))
+    assert ws.recv_json()["requestId"] == "r1"
+    for _ in range(100):
+        entries = [e for e in server.requests.recent() if e["transport"] == "ws"]
+        if entries:
+            break
+        time.sleep(0.01)
+    assert (entries[-1]["status"], entries[-1]["user"]) == (200, "alice")
+    assert server.requests.calls("Core/echo") == [["Core/echo", {"logged": True}, "c1"]]
