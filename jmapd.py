@@ -1656,11 +1656,8 @@ class JmapCore:
 
     def clone(self, *, clock: Any = None, ids: Any = None) -> "JmapCore":
         """A new in-memory core holding a copy of this one's data (a fast fresh server)."""
-        copy = JmapCore(clock=clock, ids=ids, limits=self.limits,
+        return JmapCore(clock=clock, ids=ids, limits=self.limits, copy_of=self,
                         datatypes=[d for d in self.datatypes.values() if d.name not in DATATYPES])
-        self.store.backup_to(copy.store)
-        copy._load_meta(new_epoch=True)
-        return copy
 
     # -- time and ids --
 
@@ -8352,10 +8349,7 @@ def _seeded_core(seed: str | None, db: str, clock: Any, ids: Any,
             seed_builder(seed)(template, seed)
             _SEED_TEMPLATES[key] = template
         template = _SEED_TEMPLATES[key]
-    core = JmapCore(clock=clock, ids=ids, limits=limits)
-    template.store.backup_to(core.store)
-    core._load_meta(new_epoch=True)
-    return core
+    return JmapCore(clock=clock, ids=ids, limits=limits, copy_of=template)
 
 
 def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
