@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """jmapd: a single-file, zero-dependency JMAP server for development and testing.
 
-It speaks RFC 8620 (JMAP core) and RFC 8621 (JMAP Mail) exactly, keeps everything in
-sqlite, and starts in milliseconds, so client developers can test against a real server.
+It speaks RFC 8620 (JMAP core, with EventSource and PushSubscription), RFC 8621 (Mail,
+sending included), RFC 8887 (WebSocket), RFC 9404 (blobs), RFC 9425 (quotas), RFC 9007
+(MDN), and the backend-info and REST-mapping drafts exactly; keeps everything in sqlite;
+and starts in milliseconds, so client developers can test against a real server.
 
 Run it:    python jmapd.py --seed demo          (alice/alice and bob/bob)
 Embed it:  with jmapd.serve(seed="demo") as server: ...server.session_url...
@@ -39,15 +41,18 @@ Rules this file keeps:
     3. Errors are raised, never returned: RequestError, MethodError, SetError carry the
        spec's type string; one boundary per level turns them into wire objects.
     4. One engine: a loop written for a second data type moves into section 6.
-    5. Top-down: a section uses only names defined above it; the registries of section 1
+    5. Top-down: a section uses only names defined above it; registries (section 1's,
+       and a section's own hook lists such as ON_MAILBOX_DESTROY or SEND_SUBMISSION)
        are the only way to reach forward.
-    Extensions (later) get numbered sub-sections of one "Extensions" section, 12.
+    Extensions get numbered sub-sections of one "Extensions" section, 12, in the order
+    the issues add them, and reach the mail types only through such named seams.
 
 How to add a data type:
     1. Subclass DataType in its section; declare `name`, `capability`, `id_prefix`,
        `properties` (Prop per RFC property), `filters`, `sorts`.
     2. Decorate it with @datatype: its standard methods register themselves.
-    3. Override only the hooks its RFC adds: validate, before_destroy, compute, arrange.
+    3. Override only the hooks its RFC adds (DataType lists them all): e.g. validate,
+       before_create, derive, after_write, after_set, before_destroy, compute, render.
     4. Extra methods: @method("Foo/bar", capability=URN_...) def foo_bar(call, args).
     5. Tests: tests/<rfc>/test_<type>.py, each test naming the section it checks.
 """
