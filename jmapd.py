@@ -1508,6 +1508,11 @@ class MethodCall:
         """'#k' -> the id created for creation id k in this request (RFC 8620 §5.3)."""
         return self.created_ids.get(value[1:]) if value.startswith("#") else value
 
+    def blob_ids(self, args: Args, name: str = "blobIds") -> list[str]:
+        """A blobId list argument, where '#k' names a blob Blob/upload created earlier in
+        the request (RFC 9404 §4.1); an unknown '#k' stays as given, and is not found."""
+        return [self.resolve_creation_id(i) or i for i in args.get(name, list_of(IdOrCreationRef))]
+
 
 def resolve_result_references(args: dict, responses: list) -> dict:
     """Replace each '#name' ResultReference argument by its value (RFC 8620 §3.7)."""
@@ -2316,14 +2321,19 @@ def _run_each(context: SetContext, items: Iterable[tuple[str, Any]],
     return done, failed
 
 
-def _run_creates(context: SetContext, create: dict) -> tuple[dict, dict]:
-    """Create in an order where '#creation' references point backwards (RFC 8620 §5.3)."""
+def creation_order(create: dict, references: Callable[[Any], set[str]]) -> list[tuple]:
+    """The creates in an order where '#creation' references point backwards (RFC 8620
+    §5.3); `references(object)` names the creation ids an object refers to."""
     pending, ordered = dict(create), []
     while pending:
-        ready = [k for k, obj in pending.items()
-                 if not (_creation_references(context.datatype, obj) & (pending.keys() - {k}))]
+        ready = [k for k, obj in pending.items() if not (references(obj) & (pending.keys() - {k}))]
         batch = ready or list(pending)  # a reference cycle: let the creates fail in order
         ordered.extend((k, pending.pop(k)) for k in batch)
+    return ordered
+
+
+def _run_creates(context: SetContext, create: dict) -> tuple[dict, dict]:
+    ordered = creation_order(create, lambda obj: _creation_references(context.datatype, obj))
     return _run_each(context, ordered, _create_one)
 
 
@@ -2712,7 +2722,7 @@ def blob_copy(call: MethodCall, args: Args) -> dict:
     """RFC 8620 §6.3: make blobs of one account available in another."""
     from_account = call.account(args, "fromAccountId")
     account = call.account(args, writable=True)
-    blob_ids = args.get("blobIds", list_of(Id))
+    blob_ids = call.blob_ids(args)
     args.finish()
     call.require("read", from_account)
     call.require("write", account)
@@ -4303,7 +4313,7 @@ def body_value(raw: bytes, part: dict, max_bytes: int) -> dict:
 
 # 9.3.4 Email/import (RFC 8621 §4.8).
 
-EMAIL_IMPORT_FIELDS = {"blobId": Id, "mailboxIds": _true_map(IdOrCreationRef),
+EMAIL_IMPORT_FIELDS = {"blobId": IdOrCreationRef, "mailboxIds": _true_map(IdOrCreationRef),
                        "keywords": _true_map(Keyword), "receivedAt": UTCDate}
 
 
@@ -4335,11 +4345,12 @@ def _import_one(context: SetContext, creation_id: str, entry: Any) -> dict:
     problems += [k for k in ("blobId", "mailboxIds") if k not in entry]
     if problems:
         raise SetError.invalid_properties(problems, f"{problems[0]}: missing or invalid")
-    raw = (blob_content(context.store, entry["blobId"])
-           if context.store.blob_type(context.account.id, entry["blobId"], context.now) else None)
+    blob_id = context.call.resolve_creation_id(entry["blobId"]) or entry["blobId"]  # RFC 9404
+    raw = (blob_content(context.store, blob_id)
+           if context.store.blob_type(context.account.id, blob_id, context.now) else None)
     if raw is None:  # RFC 8621 §4.8: an unknown blobId is invalidProperties
         raise SetError.invalid_properties(["blobId"], f"blobId: no blob {entry['blobId']!r}")
-    return import_message(context, creation_id, raw, entry["blobId"], entry["mailboxIds"],
+    return import_message(context, creation_id, raw, blob_id, entry["mailboxIds"],
                           entry.get("keywords", {}), entry.get("receivedAt"))
 
 
@@ -4634,8 +4645,9 @@ class Composer:
     def _blob_part(self, spec: dict, media_type: str) -> email.message.EmailMessage:
         part = email.message.EmailMessage(policy=COMPOSE_POLICY)
         context = self.context
-        held = context.store.blob_type(context.account.id, str(spec["blobId"]), context.now)
-        data = blob_content(context.store, spec["blobId"]) if held else None
+        blob_id = context.call.resolve_creation_id(str(spec["blobId"])) or str(spec["blobId"])
+        held = context.store.blob_type(context.account.id, blob_id, context.now)
+        data = blob_content(context.store, blob_id) if held else None
         if data is None:
             self.missing_blobs.append(str(spec["blobId"]))
             data = b""
@@ -4674,7 +4686,7 @@ PARSE_NULLS = ("id", "mailboxIds", "keywords", "receivedAt", "threadId")  # §4.
 def email_parse(call: MethodCall, args: Args) -> dict:
     """Messages in blobs (also attached message/rfc822 parts) as Emails, not stored."""
     account = call.account(args)
-    blob_ids = args.get("blobIds", list_of(Id))
+    blob_ids = call.blob_ids(args)
     wanted = args.get("properties", list_of(String), nullable=True)
     email_type = call.core.datatypes["Email"]
     extra = read_extra(args, email_type.get_arguments)
@@ -5994,7 +6006,7 @@ def blob_upload(call: MethodCall, args: Args) -> dict:
     if len(create) > limit:
         raise MethodError("requestTooLarge", f"create: more than maxObjectsInSet ({limit})")
     created, not_created = {}, {}
-    for creation_id, upload in create.items():
+    for creation_id, upload in creation_order(create, _blob_references):
         try:
             created[creation_id] = _create_blob(call, account, upload)
         except SetError as error:
@@ -6003,6 +6015,14 @@ def blob_upload(call: MethodCall, args: Args) -> dict:
             call.created_ids[creation_id] = created[creation_id]["id"]
     return {"accountId": account.id, "created": created or None,
             "notCreated": not_created or None}
+
+
+def _blob_references(upload: Any) -> set[str]:
+    """The creation ids an UploadObject's blobId sources name ("#k")."""
+    sources = upload.get("data") if isinstance(upload, dict) else None
+    return {source["blobId"][1:] for source in sources if isinstance(source, dict)
+            and isinstance(source.get("blobId"), str) and source["blobId"].startswith("#")
+            } if isinstance(sources, list) else set()
 
 
 def _create_blob(call: MethodCall, account: Account, upload: Any) -> dict:
@@ -6150,7 +6170,7 @@ def blob_lookup(call: MethodCall, args: Args) -> dict:
     """RFC 9404 §4.3: the ids of each type's objects that reference each blob."""
     account = call.account(args)
     type_names = args.get("typeNames", list_of(String))
-    ids = args.get("ids", list_of(Id))
+    ids = call.blob_ids(args, "ids")
     args.finish()
     call.require("read", account)
     datatypes = [_lookup_type(call, name) for name in dict.fromkeys(type_names)]
@@ -6329,9 +6349,15 @@ def _ensure_mail_quotas(core: JmapCore, user: User) -> dict[str, dict]:
 def apply_configured_quotas(core: JmapCore, limits: dict | None) -> None:
     """serve(): the configured mail quotas hold for every account, seeded ones too."""
     octets, count = ((limits or {}).get(name) for name in ("mailQuotaOctets", "mailQuotaCount"))
-    if octets is not None or count is not None:
-        for user in core.users():
-            set_mail_quota(core, user, octets=octets, count=count)
+    if octets is None and count is None:
+        return
+    done = set()
+    for user in core.users():  # shared accounts too, once each
+        for account in core.store.accounts_of(user.name):
+            if account.id not in done:
+                done.add(account.id)
+                set_mail_quota(core, dataclasses.replace(user, account_id=account.id),
+                               octets=octets, count=count)
 
 
 def follow_mail_usage(context: SetContext, octets: int, count: int) -> None:
@@ -6480,6 +6506,10 @@ def _send_one_mdn(context: SetContext, creation_id: str, given: Any) -> dict:
     if missing:  # §2: forEmailId "MUST NOT be null for MDN/send"
         raise SetError.invalid_properties(missing, f"{missing[0]} is required")
     _check_extension_fields(record["extensionFields"] or {})
+    broken = [name for name in ("subject", "reportingUA", "finalRecipient")
+              if record[name] is not None and ("\r" in record[name] or "\n" in record[name])]
+    if broken:  # each becomes one header or report field: a line break would forge more
+        raise SetError.invalid_properties(broken, f"{broken[0]}: one line, no CR or LF")
     email_id = record["forEmailId"]
     raw, headers = _received_message(context, email_id)
     recipients = [a["email"] for a in header_value(
@@ -6622,7 +6652,7 @@ def _mdn_fields(record: dict) -> bytes:
 def mdn_parse(call: MethodCall, args: Args) -> dict:
     """RFC 9007 §2.2: read MDN objects out of report messages held as blobs."""
     account = _mdn_account(call, args)
-    blob_ids = args.get("blobIds", list_of(Id))
+    blob_ids = call.blob_ids(args)
     args.finish()
     call.require("read", account)
     limit = call.core.limits["maxObjectsInGet"]
@@ -9356,14 +9386,16 @@ def seed_demo(core: JmapCore, source: str = "demo") -> None:
 
 def add_team_account(core: JmapCore, account_id: str, name: str,
                      members: list[str]) -> None:
-    """An account no login owns, usable by its members (isPersonal false), with an Inbox:
-    what Email/copy between accounts needs until sharing (RFC 9670) grants real ones."""
+    """An account no login owns, usable by its members (isPersonal false), set up like
+    every account (standard mailboxes, VacationResponse, quotas, an Identity for the
+    first member): what Email/copy between accounts needs until sharing (RFC 9670)."""
     with core.store.transaction():
         core.store.add_shared_account(account_id, name)
         for member in members:
             core.store.grant_access(account_id, member)
-        first = dataclasses.replace(core.user(next(iter(members))), account_id=account_id)
-        create_mailbox_tree(core, first, [{"name": "Inbox", "role": "inbox"}])
+        first = dataclasses.replace(core.user(members[0]), account_id=account_id)
+        for fill_account in ACCOUNT_SETUP:
+            fill_account(core, first)
 
 
 def mailbox_paths(core: JmapCore, user: User) -> dict[str, str]:

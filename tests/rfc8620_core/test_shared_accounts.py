@@ -1,7 +1,7 @@
 """RFC 8620 §1.6.2, §2: accounts a user may use besides their own (the demo's "team")."""
 
 import jmapd
-from conftest import MAIL, Jmap
+from conftest import CORE, MAIL, Jmap
 
 RAW = b"From: carol@example.org\r\nTo: alice@example.com\r\nSubject: Minutes\r\n\r\nHi\r\n"
 
@@ -60,3 +60,22 @@ def test_the_demo_seed_grants_alice_the_team_account():
         accounts = server.core.session("alice", server.url)["accounts"]
         assert accounts["team"]["isPersonal"] is False
         assert list(server.core.session("bob", server.url)["accounts"]) == ["bob"]
+
+
+def test_a_shared_account_is_set_up_like_every_account(core, jmap):
+    """RFC 8621 §8: "exactly one VacationResponse object in an account"; RFC 9425: the
+    account has its quotas; the standard mailboxes; an Identity for its member."""
+    with_team(core)
+    assert [v["id"] for v in jmap.call("VacationResponse/get", {"accountId": "team"},
+                                       [CORE, jmapd.URN_VACATION])["list"]] == ["singleton"]
+    quotas = jmap.call("Quota/get", {"accountId": "team"}, [CORE, MAIL, jmapd.URN_QUOTA])
+    assert sorted(q["id"] for q in quotas["list"]) == ["Qcount", "Qoctets"]
+    roles = {m["role"] for m in jmap.call("Mailbox/get", {"accountId": "team"})["list"]}
+    assert roles == {"inbox", "drafts", "sent", "archive", "junk", "trash"}
+
+
+def test_configured_quotas_reach_shared_accounts(demo_template):
+    with jmapd.serve(seed="demo", limits={"mailQuotaCount": 5}) as server:
+        quotas = server.core.call("alice", "Quota/get", {"accountId": "team"},
+                                  [CORE, MAIL, jmapd.URN_QUOTA])["list"]
+        assert {q["id"]: q["hardLimit"] for q in quotas}["Qcount"] == 5
