@@ -2005,6 +2005,7 @@ class DataType:
     set_arguments: dict[str, tuple[JmapType, Any]] = {}
     query_arguments: dict[str, tuple[JmapType, Any]] = {}
     default_properties: tuple[str, ...] | None = None  # /get without properties; None: all
+    copy_properties: frozenset[str] | None = None  # what /copy may set besides id; None: any
     # RFC 8620 §7.2.1-2: a type whose objects belong to the user, not to an account
     # (PushSubscription): its /get and /set take and return no accountId and no state.
     per_user = False
@@ -2516,8 +2517,12 @@ def _copy_one(context: SetContext, creation_id: str, given: Any) -> dict:
     source = context.store.get_objects(context.from_account.id, datatype_.name, [source_id])
     if source_id not in source:
         raise SetError("notFound", f"no {datatype_.name} {source_id!r} in the from account")
-    base = {k: v for k, v in source[source_id].items() if k not in given}
     overrides = {k: v for k, v in given.items() if k != "id"}
+    refused = sorted(set(overrides) - datatype_.copy_properties) \
+        if datatype_.copy_properties is not None else []
+    if refused:  # e.g. RFC 8621 §4.7: a copied Email may differ in three properties only
+        raise SetError.invalid_properties(refused, f"{refused[0]} cannot be set in a copy")
+    base = {k: v for k, v in source[source_id].items() if k not in given}
     shown = _create_one(context, creation_id, overrides, base)
     server_set = {k: v for k, v in shown.items()
                   if k == "id" or datatype_.properties[k].server_set}
@@ -4045,6 +4050,7 @@ class Email(DataType):
         "preview": Prop(String, server_set=True, immutable=True, computed=True),
     }
     default_properties = DEFAULT_EMAIL_PROPERTIES
+    copy_properties = frozenset({"mailboxIds", "keywords", "receivedAt"})  # RFC 8621 §4.7
     filters = EMAIL_FILTERS
     sorts = EMAIL_SORTS
     tie_breaker = "e.id"
@@ -4448,17 +4454,26 @@ def fold_at_spaces(name: str, value: str, width: int = 78) -> str:
 
 
 def set_header(message: email.message.EmailMessage, name: str, value: str) -> None:
-    """Add a field whose value is ready (7-bit, encoded), folded by us, not the policy.
-    A non-ASCII value (a client's asRaw text) is left to the policy to encode."""
-    if not value.isascii():
-        message[name] = value
-        return
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"{name}: a header value may not contain CR or LF")
+    """Add a field whose value is ready (encoded where RFC 2047 allows), folded by us, not
+    the policy. What stays non-ASCII (an internationalised address, a client's asRaw
+    text) makes an RFC 6532 message: see as_message_bytes."""
+    folded = re.fullmatch(r"(?:[^\r\n]|\r\n[ \t])*", value) is not None
+    if ("\r" in value or "\n" in value) and not folded:
+        raise ValueError(f"{name}: a line break in a header value must be a fold (CRLF, then "
+                         "a space or tab)")
     limit = message.policy.header_max_count(name)
     if limit and sum(k.lower() == name.lower() for k in message.keys()) >= limit:
         raise ValueError(f"there may be at most {limit} {name} field in a message")
-    message.set_raw(name, fold_at_spaces(name, value))
+    message.set_raw(name, value if "\n" in value else fold_at_spaces(name, value))
+
+
+def as_message_bytes(message: email.message.EmailMessage) -> bytes:
+    """The octets: 7-bit headers where possible, else UTF-8 ones (RFC 6532 §3), as an
+    address like bøb@exämple.com cannot be written any other way (RFC 2047 §5)."""
+    try:
+        return message.as_bytes(policy=COMPOSE_POLICY)
+    except UnicodeEncodeError:
+        return message.as_bytes(policy=COMPOSE_POLICY.clone(utf8=True))
 
 
 def format_header_form(form: str, value: Any) -> str:
@@ -4515,6 +4530,31 @@ def _header_value_type(name: str) -> JmapType:
     return list_of(FORM_TYPES[parsed[1]]) if parsed[2] else FORM_TYPES[parsed[1]]
 
 
+MAX_COMPOSED_DEPTH = 32  # multipart levels an Email/set create may nest
+
+
+def header_fields(name: str, value: Any) -> list[tuple[str, str]]:
+    """The fields a header:Name[:asForm][:all] property stands for (RFC 8621 §4.1.3):
+    one, or with :all one per value. A Raw value keeps its folding; the one space
+    after the colon that Email/get shows as part of it is ours to write."""
+    parsed = parse_header_property(name)
+    if parsed is None or value is None:
+        return []
+    if not _header_value_type(name).accepts(value):
+        raise SetError.invalid_properties([name], f"{name}: not a {parsed[1]} value")
+    field, form, all_ = parsed
+    texts = [format_header_form(form, v) for v in (value if all_ else [value])]
+    if form == "asRaw":
+        texts = [t[1:] if t[:1] in (" ", "\t") else t for t in texts]
+    return [(field, text) for text in texts]
+
+
+def _is_inline_image(spec: Any) -> bool:
+    """An attachment the HTML shows by Content-ID (disposition inline, a cid)."""
+    return isinstance(spec, dict) and bool(spec.get("cid")) and \
+        str(spec.get("disposition", "")).lower() == "inline"
+
+
 class Composer:
     """Turns an Email/set create's properties into RFC 5322 octets (RFC 8621 §4.6),
     raising SetError for what the RFC forbids and blobNotFound for missing blobs."""
@@ -4538,7 +4578,7 @@ class Composer:
                 set_header(root, name, value)
             for name, value in content:
                 root[name] = value
-            return root.as_bytes(policy=COMPOSE_POLICY)
+            return as_message_bytes(root)
         except (ValueError, TypeError, LookupError, AttributeError) as error:
             # e.g. a header given twice, or CR/LF inside a value: never a serverFail
             raise SetError.invalid_properties(["headers"], f"cannot write the message: {error}")
@@ -4587,8 +4627,8 @@ class Composer:
                 headers.append((field, format_header_form("asMessageIds", given[prop])))
         for name, value in given.items():
             parsed = parse_header_property(name) if name.startswith("header:") else None
-            if parsed and not parsed[2] and value is not None:
-                headers.append((parsed[0], format_header_form(parsed[1], value)))
+            if parsed:
+                headers += header_fields(name, value)
         return headers
 
     def _body(self) -> email.message.EmailMessage:
@@ -4596,10 +4636,15 @@ class Composer:
         if given.get("bodyStructure") is not None:
             return self._part(given["bodyStructure"])
         text = [self._part(p) for p in given.get("textBody") or []]
-        html = [self._part(p) for p in given.get("htmlBody") or []]
+        html = [self._part(p, "text/html") for p in given.get("htmlBody") or []]
+        given_attachments = given.get("attachments") or []
+        inline = [self._part(p) for p in given_attachments if _is_inline_image(p)]
+        if inline:  # cid: images travel with the HTML that shows them (RFC 2387)
+            html = [self._multipart("related", (html or text[-1:]) + inline)]
+            text = text if given.get("htmlBody") else []
         body = (self._multipart("alternative", text + html) if text and html
                 else (text + html or [self._text_part("", "plain")])[0])
-        attachments = [self._part(p) for p in given.get("attachments") or []]
+        attachments = [self._part(p) for p in given_attachments if not _is_inline_image(p)]
         return self._multipart("mixed", [body] + attachments) if attachments else body
 
     def _multipart(self, subtype: str, parts: list) -> email.message.EmailMessage:
@@ -4607,6 +4652,10 @@ class Composer:
         container["Content-Type"] = f"multipart/{subtype}"
         for part in parts:
             container.attach(part)
+        # the same create writes the same octets (the library's boundaries are random)
+        self.boundaries = getattr(self, "boundaries", 0) + 1
+        seed = json.dumps(self.given, sort_keys=True, default=str) + str(self.boundaries)
+        container.set_boundary("=_jmapd_" + hashlib.sha256(seed.encode()).hexdigest()[:32])
         return container
 
     def _text_part(self, text: str, subtype: str) -> email.message.EmailMessage:
@@ -4618,17 +4667,25 @@ class Composer:
         part.set_payload(quopri.encodestring(lines).decode("ascii"))
         return part
 
-    def _part(self, spec: Any) -> email.message.EmailMessage:
-        if not isinstance(spec, dict) or not String.accepts(spec.get("type", "text/plain")):
+    def _part(self, spec: Any, default_type: str = "text/plain",
+              depth: int = 0) -> email.message.EmailMessage:
+        if not isinstance(spec, dict) or not String.accepts(spec.get("type", default_type)):
             raise SetError.invalid_properties(["bodyStructure"], "a body part is an object")
-        media_type = spec.get("type", "text/plain").lower()
+        media_type = spec.get("type", default_type).lower()
         wrong = [k for k, kind in PART_TYPES.items() if spec.get(k) is not None
                  and not kind.accepts(spec[k])]
+        wrong += [k for k in spec if k not in BODY_PART_FIELDS and k != "size" and not (
+            k.startswith("header:") and not k.lower().startswith(
+                "header:content-transfer-encoding"))]  # §4.6: no headers, no CTE
         if wrong:
-            raise SetError.invalid_properties(["bodyStructure"], f"body part {wrong[0]}: wrong type")
+            raise SetError.invalid_properties(["bodyStructure"], f"body part {wrong[0]}: "
+                                              "wrong type, or not allowed (RFC 8621 §4.6)")
         if media_type.startswith("multipart/"):
-            return self._multipart(media_type.split("/", 1)[1],
-                                   [self._part(sub) for sub in spec.get("subParts") or []])
+            if depth >= MAX_COMPOSED_DEPTH:
+                raise SetError.invalid_properties(["bodyStructure"], "body parts nest deeper "
+                                                  f"than {MAX_COMPOSED_DEPTH} levels")
+            return self._multipart(media_type.split("/", 1)[1], [
+                self._part(sub, depth=depth + 1) for sub in spec.get("subParts") or []])
         if ("partId" in spec) == ("blobId" in spec) or (
                 "partId" in spec and ({"charset", "size"} & set(spec)
                                       or spec["partId"] not in self.values
@@ -4652,7 +4709,13 @@ class Composer:
             self.missing_blobs.append(str(spec["blobId"]))
             data = b""
         maintype, _, subtype = media_type.partition("/")
-        part.set_content(data, maintype=maintype, subtype=subtype or "octet-stream")
+        if maintype == "message":  # RFC 2046 §5.2.1: no base64 or quoted-printable here
+            part["Content-Type"] = media_type
+            part["Content-Transfer-Encoding"] = "7bit" if data.isascii() else "8bit"
+            part.set_payload(data.decode("utf-8", "surrogateescape"))
+        else:
+            part.set_content(data, maintype=maintype, subtype=subtype or "octet-stream")
+            del part["MIME-Version"]  # RFC 2045 §4: the message's field, not a part's
         if spec.get("charset"):
             part.set_param("charset", spec["charset"])
         return part
@@ -4671,8 +4734,9 @@ class Composer:
             part["Content-Location"] = spec["location"]
         for name, value in spec.items():
             parsed = parse_header_property(name) if name.startswith("header:") else None
-            if parsed and not parsed[2] and value is not None:
-                set_header(part, parsed[0], format_header_form(parsed[1], value))
+            if parsed:
+                for field, text in header_fields(name, value):
+                    set_header(part, field, text)
 
 # 9.3.5 Email/parse (RFC 8621 §4.9).
 

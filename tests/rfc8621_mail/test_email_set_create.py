@@ -171,3 +171,137 @@ def test_wrong_types_in_a_create_are_invalidProperties_never_serverFail(jmap, co
     jmapd.upload_blob(core, core.user("alice"), "alice", b"png", "image/png")
     created, failed = create(jmap, inbox, **TEXT, **properties)
     assert created is None and failed["d"]["type"] in ("invalidProperties", "blobNotFound")
+
+
+# --- what third-party clients send every day (review findings) ---------------------
+
+def upload(core, data, media_type):
+    return jmapd.upload_blob(core, core.user("alice"), "alice", data, media_type)["blobId"]
+
+
+def test_4_6_an_internationalised_address_is_written_as_utf8_and_reads_back(jmap, core, inbox):
+    """RFC 2047 §5: no encoded-word in an addr-spec; RFC 6532 §3: UTF-8 header fields."""
+    created, _ = create(jmap, inbox, to=[{"name": "Bjørn", "email": "bøb@exämple.com"}], **TEXT)
+    email_id = created["d"]["id"]
+    assert get(jmap, email_id, "to")["to"] == [{"name": "Bjørn", "email": "bøb@exämple.com"}]
+    raw = raw_of(core, created["d"]["blobId"])
+    assert "To: =?utf-8?b?QmrDuHJu?= <bøb@exämple.com>\r\n".encode() in raw
+
+
+def test_4_6_an_attached_message_keeps_an_identity_encoding(jmap, core, inbox):
+    """RFC 2046 §5.2.1: message/rfc822 is 7bit, 8bit or binary, never base64."""
+    forwarded = b"From: carol@example.org\r\nSubject: Fwd me\r\n\r\nThe original.\r\n"
+    created, _ = create(jmap, inbox, attachments=[{"blobId": upload(core, forwarded,
+                                                                     "message/rfc822"),
+                                                   "type": "message/rfc822", "name": "o.eml"}],
+                        **TEXT)
+    raw = raw_of(core, created["d"]["blobId"])
+    assert b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 7bit\r\n" in raw
+    assert forwarded in raw
+    part = get(jmap, created["d"]["id"], "attachments")["attachments"][0]
+    parsed = jmap.call("Email/parse", {"accountId": "alice", "blobIds": [part["blobId"]],
+                                       "properties": ["subject"]})["parsed"]
+    assert parsed[part["blobId"]]["subject"] == "Fwd me"
+
+
+def test_4_6_an_html_body_part_without_a_type_is_text_html(jmap, inbox):
+    """§4.6: "htmlBody ... MUST be of type text/html": the type may be left out."""
+    created, _ = create(jmap, inbox, htmlBody=[{"partId": "h"}],
+                        bodyValues={"h": {"value": "<p>Hi <b>there</b></p>"}})
+    got = get(jmap, created["d"]["id"], "htmlBody", "textBody", "preview")
+    assert [p["type"] for p in got["htmlBody"]] == ["text/html"]
+    assert got["preview"] == "Hi there"
+
+
+def test_4_6_an_inline_image_travels_in_multipart_related_and_reads_back_as_attachment(
+        jmap, core, inbox):
+    image = upload(core, b"\x89PNG fake", "image/png")
+    created, _ = create(jmap, inbox, htmlBody=[{"partId": "h", "type": "text/html"}],
+                        bodyValues={"h": {"value": '<img src="cid:logo">'}},
+                        attachments=[{"blobId": image, "type": "image/png",
+                                      "disposition": "inline", "cid": "logo"}])
+    got = get(jmap, created["d"]["id"], "bodyStructure", "attachments", "htmlBody")
+    assert got["bodyStructure"]["type"] == "multipart/related"
+    assert [p["type"] for p in got["bodyStructure"]["subParts"]] == ["text/html", "image/png"]
+    assert [(p["cid"], p["disposition"]) for p in got["attachments"]] == [("logo", "inline")]
+    assert [p["type"] for p in got["htmlBody"]] == ["text/html"]
+
+
+def test_4_1_3_a_header_property_with_all_writes_every_instance(jmap, inbox):
+    created, _ = create(jmap, inbox, **{"header:X-Tag:asText:all": ["one", "two"]}, **TEXT)
+    assert get(jmap, created["d"]["id"], "header:X-Tag:asText:all")[
+        "header:X-Tag:asText:all"] == ["one", "two"]
+
+
+def test_4_1_2_1_a_folded_raw_value_is_written_as_given(jmap, inbox):
+    """A Raw value read from Email/get (leading space, folding) can be written back."""
+    created, _ = create(jmap, inbox, **{"header:X-Long": " first\r\n second"}, **TEXT)
+    assert get(jmap, created["d"]["id"], "header:X-Long")["header:X-Long"] == " first\r\n second"
+    _, failed = create(jmap, inbox, **{"header:X-Bad": " one\nBcc: x@example.com"}, **TEXT)
+    assert failed["d"]["type"] == "invalidProperties"
+
+
+@pytest.mark.parametrize("part", [
+    {"partId": "t", "type": "text/plain", "headers": []},
+    {"partId": "t", "type": "text/plain", "header:Content-Transfer-Encoding": "base64"},
+    {"partId": "t", "type": "text/plain", "colour": "blue"},
+])
+def test_4_6_a_body_part_with_headers_or_a_transfer_encoding_is_invalidProperties(jmap, inbox,
+                                                                                   part):
+    _, failed = create(jmap, inbox, bodyStructure=part, bodyValues={"t": {"value": "x"}})
+    assert (failed["d"]["type"], failed["d"]["properties"]) == ("invalidProperties",
+                                                                ["bodyStructure"])
+
+
+def test_4_6_a_body_structure_nested_too_deep_is_invalidProperties(jmap, inbox):
+    part = {"partId": "t", "type": "text/plain"}
+    for _ in range(300):
+        part = {"type": "multipart/mixed", "subParts": [part]}
+    _, failed = create(jmap, inbox, bodyStructure=part, bodyValues={"t": {"value": "x"}})
+    assert failed["d"]["type"] == "invalidProperties"
+
+
+def test_the_same_create_writes_the_same_octets(demo_template):
+    """Deterministic output (fixed clock, sequential ids): multipart boundaries too."""
+    blob_ids = []
+    for _ in range(2):
+        core = demo_template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
+        jmap = jmapd_client = __import__("conftest").Jmap(core, "alice")
+        created, _ = create(jmapd_client, jmap.mailbox_ids()["Inbox"],
+                            htmlBody=[{"partId": "h"}], bodyValues={
+                                "t": {"value": "x"}, "h": {"value": "<b>x</b>"}},
+                            textBody=[{"partId": "t"}])
+        blob_ids.append(created["d"]["blobId"])
+        core.close()
+    assert blob_ids[0] == blob_ids[1]
+
+
+def test_4_7_a_copy_may_set_only_mailbox_ids_keywords_and_received_at(jmap, core, inbox):
+    jmapd.add_team_account(core, "team", "Team", members=["alice"])
+    created, _ = create(jmap, inbox, **TEXT)
+    team_inbox = jmap.call("Mailbox/query", {"accountId": "team", "filter": {
+        "role": "inbox"}})["ids"][0]
+    result = jmap.call("Email/copy", {"fromAccountId": "alice", "accountId": "team", "create": {
+        "c": {"id": created["d"]["id"], "mailboxIds": {team_inbox: True}, "blobId": "Gx",
+              "subject": "changed"}}})
+    error = result["notCreated"]["c"]
+    assert (error["type"], error["properties"]) == ("invalidProperties", ["blobId", "subject"])
+
+
+def test_rfc9404_4_1_a_blob_uploaded_in_the_same_request_may_be_used_by_creation_id(jmap,
+                                                                                    inbox):
+    raw = "From: carol@example.org\r\nSubject: Via Blob/upload\r\n\r\nHi\r\n"
+    response = jmap.request([
+        ["Blob/upload", {"accountId": "alice", "create": {
+            "m": {"data": [{"data:asText": raw}], "type": "message/rfc822"},
+            "png": {"data": [{"data:asBase64": "iVBORw0KGgo="}], "type": "image/png"}}}, "u"],
+        ["Email/import", {"accountId": "alice", "emails": {"i": {
+            "blobId": "#m", "mailboxIds": {inbox: True}}}}, "i"],
+        ["Email/set", {"accountId": "alice", "create": {"d": {
+            "mailboxIds": {inbox: True}, "attachments": [{"blobId": "#png", "type": "image/png"}],
+            **TEXT}}}, "s"],
+        ["Email/parse", {"accountId": "alice", "blobIds": ["#m"], "properties": ["subject"]},
+         "p"]], using=(jmapd.URN_CORE, jmapd.URN_MAIL, jmapd.URN_BLOB))
+    imported, composed, parsed = (r[1] for r in response["methodResponses"][1:])
+    assert imported["created"]["i"]["id"] and composed["notCreated"] is None
+    assert list(parsed["parsed"].values())[0]["subject"] == "Via Blob/upload"
