@@ -96,6 +96,7 @@ import queue
 import random
 import re
 import secrets
+import select
 import signal
 import smtplib
 import socket
@@ -5753,7 +5754,7 @@ def current_state_change(core: JmapCore, user: User, types: set[str] | None) -> 
     return state_change(core, user, changed, types)
 
 
-def sse_event(name: str, data: dict, event_id: int | None = None) -> bytes:
+def sse_event(name: str, data: dict, event_id: "int | str | None" = None) -> bytes:
     """One text/event-stream event (the data is one line of JSON)."""
     lines = [f"event: {name}"] + ([f"id: {event_id}"] if event_id is not None else [])
     return ("\n".join(lines + [f"data: {json.dumps(data, separators=(',', ':'))}"]) + "\n\n").encode()
@@ -7469,6 +7470,9 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
     def check_framing(self) -> None:
         """RFC 7230 §3.3.3: a message whose body length is in doubt is refused and the
         connection closed, so no body can be read as the next request."""
+        if self.request_version == "HTTP/1.1" and len(self.headers.get_all("Host") or []) != 1:
+            self.close_connection = True  # RFC 9112 §3.2 (RFC 6455 §4.2.1 item 2 too)
+            raise RequestError.http(400, "an HTTP/1.1 request has exactly one Host field")
         lengths = set(v.strip() for v in self.headers.get_all("Content-Length") or [])
         coding = [c.strip().lower() for c in
                   ",".join(self.headers.get_all("Transfer-Encoding") or []).split(",") if c.strip()]
@@ -7630,8 +7634,9 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
                         ("WWW-Authenticate", 'Bearer realm="jmapd"')]
         if error.status == 405:
             headers.append(("Allow", getattr(self, "allowed", CORS_ALLOW_METHODS)))
-        if error.status == 426:  # RFC 6455 §4.2.2, RFC 7231 §6.5.15
-            headers += [("Upgrade", "websocket"), ("Sec-WebSocket-Version", WEBSOCKET_VERSION)]
+        if error.status == 426:  # RFC 6455 §4.2.2; RFC 9110 §7.8: Upgrade needs Connection
+            headers += [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                        ("Sec-WebSocket-Version", WEBSOCKET_VERSION)]
         self.problem = error.problem()
         self.send_body(error.status, encode_json(self.problem), "application/problem+json",
                        headers)
@@ -7774,34 +7779,62 @@ def send_event_stream(handler: JmapHTTPHandler, query: str) -> None:
             handler.server.event_streams.discard(handler.connection)
 
 
+EVENT_STREAM_POLL = 1.0  # seconds between an idle stream's looks at its own socket
+
+
 def _missed_on_reconnect(handler: JmapHTTPHandler, core: JmapCore, user: User,
                          types: set[str] | None, now: int) -> bool:
-    """§7.3: a Last-Event-ID before now gets the current states at once."""
-    last = handler.headers.get("Last-Event-ID", "")
-    if not last.isdigit() or int(last) >= now:
+    """§7.3: a Last-Event-ID this feed issued before now, or one from before a restart
+    (another epoch) or not ours at all, gets the current states at once."""
+    last = handler.headers.get("Last-Event-ID")
+    if last is None:
+        return False
+    seen = parse_push_state(last, handler.server.push_epoch)
+    if seen is not None and seen >= now:
         return False
     change = current_state_change(core, user, types)
     if change:
-        handler.wfile.write(sse_event("state", change, now))
+        handler.wfile.write(sse_event("state", change,
+                                      format_push_state(handler.server.push_epoch, now)))
         handler.wfile.flush()
     return bool(change)
 
 
 def _stream_events(handler: JmapHTTPHandler, core: JmapCore, user: User,
                    types: set[str] | None, close_after: bool, ping: int, after: int) -> None:
+    """Events as the feed brings them; a ping whenever `ping` seconds passed since the
+    last event this client was sent (§7.3 MUST, whatever others' changes do); and the
+    stream ends as soon as the client has gone, even when nothing is ever sent to it."""
+    last_sent = time.monotonic()
     while not core.feed.closed and handler.connection in handler.server.event_streams:
-        entries = core.feed.wait(after, ping or 30)
-        if not entries and ping and not core.feed.closed:
-            handler.wfile.write(sse_event("ping", {"interval": ping}))  # no new event id
+        until_ping = last_sent + ping - time.monotonic() if ping else EVENT_STREAM_POLL
+        entries = core.feed.wait(after, max(0.0, min(until_ping, EVENT_STREAM_POLL)))
+        if _peer_has_gone(handler.connection):
+            return
         for sequence, changed in entries:
             after = sequence
             change = state_change(core, user, changed, types)
             if change:
-                handler.wfile.write(sse_event("state", change, sequence))
+                event_id = format_push_state(handler.server.push_epoch, sequence)
+                handler.wfile.write(sse_event("state", change, event_id))
+                last_sent = time.monotonic()
                 if close_after:
                     handler.wfile.flush()
                     return
+        if ping and time.monotonic() - last_sent >= ping and not core.feed.closed:
+            handler.wfile.write(sse_event("ping", {"interval": ping}))  # no new event id
+            last_sent = time.monotonic()
         handler.wfile.flush()
+
+
+def _peer_has_gone(connection: socket.socket) -> bool:
+    """Whether the client closed its end (an EventSource client sends nothing, so a
+    readable socket with nothing to read is the end)."""
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+        return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 # --- 14.1 JMAP over WebSocket (RFC 8887) ------------------------------------
@@ -7810,6 +7843,7 @@ WEBSOCKET_WORKERS = 4       # Requests one socket runs at once (RFC 8887 §4.3.2
 WEBSOCKET_IN_FLIGHT = 64    # Requests read ahead of their answers before reading pauses
 WEBSOCKET_FEED_POLL = 0.2   # seconds between the push thread's looks at its own socket
 WEBSOCKET_CLOSE_WAIT = 2.0  # seconds to wait for the peer after failing a connection
+WEBSOCKET_HARD_CAP = 2      # messages up to this many times maxSizeRequest are read whole
 
 
 @route("GET", re.escape(WEBSOCKET_PATH) + "/?")
@@ -7838,7 +7872,9 @@ class WebSocketConnection:
         self.handler, self.user, self.core = handler, user, handler.server.core
         self.socket = handler.connection
         self.epoch = handler.server.push_epoch
-        limit = self.core.limits["maxSizeRequest"]  # RFC 8887 §4.3.2: the core limits apply
+        # RFC 8887 §4.3.1: a Request over maxSizeRequest is answered with a RequestError
+        # (limit); only a message beyond WEBSOCKET_HARD_CAP times it ends the socket (1009)
+        limit = self.core.limits["maxSizeRequest"] * WEBSOCKET_HARD_CAP
         self.reader, self.assembler = FrameReader(limit), MessageAssembler(limit)
         self.send_lock, self.close_sent = threading.Lock(), False
         self.finished = threading.Event()
@@ -7925,6 +7961,10 @@ class WebSocketConnection:
             value = parse_json_body(message.payload)
             if isinstance(value, dict) and isinstance(value.get("id"), str):
                 request_id = value["id"]
+            limit = self.core.limits["maxSizeRequest"]
+            if len(message.payload) > limit:
+                raise RequestError("limit", f"the message is over maxSizeRequest ({limit} "
+                                   "octets)", status=413, limit="maxSizeRequest")
             message_type, body, request_id = read_websocket_message(value)
         except RequestError as error:
             self.send_json(websocket_request_error(error, request_id))
@@ -8115,7 +8155,7 @@ class PushPolicy:
     backoff: float = 1.0       # the first retry's delay; it doubles with each failure
     max_backoff: float = 300.0
     attempts: int = 5          # a POST that failed this many times is dropped
-    senders: int = 4           # sender threads, shared by all subscriptions
+    senders: int = 32          # POSTs in flight at once, each on a thread of its own
 
 
 def post_push(message: PushMessage, ssl_context: ssl.SSLContext | None,
@@ -8145,10 +8185,12 @@ def _retry_after_seconds(value: str | None) -> float:
 
 class PushDeliverer:
     """Carries out the PushOutbox's POSTs off the API's threads: one thread waits on
-    core.feed and queues what the outbox owes, a few senders POST. Each subscription
-    has its own queue (unsent StateChanges coalesce, so it stays short) and at most one
-    POST in flight; a failure retries after a doubling back-off, and a POST that failed
-    policy.attempts times is dropped. A dead or slow endpoint delays only itself."""
+    core.feed and queues what the outbox owes, a dispatcher gives each POST that may go
+    a thread of its own (up to policy.senders at once). Each subscription has its own
+    queue (unsent StateChanges coalesce, so it stays short) and at most one POST in
+    flight; a failure retries after a doubling back-off, and a POST that failed
+    policy.attempts times is dropped. A dead or slow endpoint holds only its own thread,
+    so it delays only itself (§7.2.2: a PushVerification goes "immediately")."""
 
     def __init__(self, core: JmapCore, policy: PushPolicy | None = None,
                  ssl_context: ssl.SSLContext | None = None, allow_http: bool = False) -> None:
@@ -8164,8 +8206,8 @@ class PushDeliverer:
         self.stopping = False
         self.threads = [threading.Thread(target=self._collect, name="jmapd-push-feed",
                                          daemon=True)]
-        self.threads += [threading.Thread(target=self._send_loop, name=f"jmapd-push-{n}",
-                                          daemon=True) for n in range(self.policy.senders)]
+        self.threads.append(threading.Thread(target=self._dispatch, name="jmapd-push-dispatch",
+                                             daemon=True))
         for thread in self.threads:
             thread.start()
 
@@ -8217,22 +8259,31 @@ class PushDeliverer:
                 soonest = wait if soonest is None else min(soonest, wait)
         return None, soonest
 
-    def _send_loop(self) -> None:
+    def _dispatch(self) -> None:
         while True:
             with self.condition:
                 subscription_id, wait = self._next_ready()
-                while subscription_id is None:
+                while subscription_id is None or len(self.busy) >= self.policy.senders:
                     if self.stopping:
                         return
-                    self.condition.wait(wait)
+                    self.condition.wait(wait if subscription_id is None else None)
                     subscription_id, wait = self._next_ready()
                 self.busy.add(subscription_id)
                 message = self.queues[subscription_id][0]
+            threading.Thread(target=self._deliver, args=(subscription_id, message),
+                             name="jmapd-push-post", daemon=True).start()
+
+    def _deliver(self, subscription_id: str, message: PushMessage) -> None:
+        try:
             outcome, retry_after = self._attempt(message)
-            with self.condition:
-                self.busy.discard(subscription_id)
-                self._settle(subscription_id, outcome, retry_after)
-                self.condition.notify()
+        except Exception:  # e.g. the store closed as the server stopped
+            if not self.stopping:
+                log.error("push to %s failed:\n%s", subscription_id, traceback.format_exc())
+            outcome, retry_after = "drop", 0.0
+        with self.condition:
+            self.busy.discard(subscription_id)
+            self._settle(subscription_id, outcome, retry_after)
+            self.condition.notify_all()
 
     def _attempt(self, message: PushMessage) -> tuple[str, float]:
         """"sent", "retry" (with a server-asked delay) or "drop"."""
@@ -9262,6 +9313,15 @@ def control_outbox_clear(controls: DevControls, body: dict, params: dict) -> tup
     count = len(controls.core.outbox)
     controls.core.outbox.clear()
     return 200, {"cleared": count}
+
+
+@control_route("GET", "/pushes")
+def control_pushes(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    """The POSTs to https://push.jmapd.test/NAME urls, captured instead of sent
+    (RFC 8620 §7.2: a test reads its PushVerification's code here); ?url= filters."""
+    url = params.get("url")
+    return 200, {"pushes": [push for push in list(controls.core.pushes)
+                            if url is None or push["url"] == url]}
 
 
 @control_route("GET", "/requests")

@@ -1,7 +1,9 @@
 """RFC 8620 §7.1 StateChange and §7.3 EventSource, over a real socket."""
 
 import json
+import re
 import socket
+import threading
 import time
 
 import pytest
@@ -67,7 +69,7 @@ def test_a_change_is_pushed_as_a_state_event(server, web):
     name, event_id, data = stream.event()
     assert (name, data) == ("state", {"@type": "StateChange",
                                       "changed": {"alice": {"Mailbox": new_state}}})
-    assert event_id.isdigit()
+    assert re.fullmatch(r"[0-9a-f]{6}\.[0-9]+", event_id)  # this run's tag, then the feed number
     stream.close()
 
 
@@ -116,6 +118,67 @@ def test_a_stale_last_event_id_gets_the_current_state_at_once(server, web):
     stream.close()
 
 
+def test_7_3_a_last_event_id_from_this_run_that_is_current_gets_nothing_extra(server, web):
+    first = EventStream(server, "types=Mailbox&closeafter=state&ping=0")
+    rename_inbox(web, "Seen")
+    _, seen_id, _ = first.event()
+    first.close()
+    again = EventStream(server, "types=Mailbox&closeafter=no&ping=1",
+                        headers=f"Last-Event-ID: {seen_id}\r\n")
+    assert again.event()[0] == "ping"  # nothing missed: no state event first
+    again.close()
+
+
+@pytest.mark.parametrize("last_id", ["0", "other-run.1", "garbage"])
+def test_7_3_a_last_event_id_from_before_a_restart_gets_the_current_state(server, web,
+                                                                          last_id):
+    """An id another run issued (feed numbers restart) or no id of ours at all: the
+    changes since cannot be known, so the client is sent every current state."""
+    new_state = rename_inbox(web, "After restart")
+    stream = EventStream(server, "types=Mailbox&closeafter=no&ping=0",
+                         headers=f"Last-Event-ID: {last_id}\r\n")
+    name, _, data = stream.event()
+    assert (name, data["changed"]["alice"]["Mailbox"]) == ("state", new_state)
+    stream.close()
+
+
+def test_7_3_pings_keep_their_interval_while_other_users_write(server):
+    """§7.3: a ping "whenever this time elapses since the previous event was sent": bob's
+    changes, which alice is never sent, must not keep resetting her timer."""
+    stream = EventStream(server, "types=*&closeafter=no&ping=1")
+    bob = Http(server)
+    started = time.monotonic()
+    inbox = json.loads(bob.api([["Mailbox/query", {"accountId": "bob", "filter": {
+        "role": "inbox"}}, "q"]], auth=Http.basic("bob")).data)["methodResponses"][0][1]["ids"][0]
+    for order in range(8):
+        answer = bob.api([["Mailbox/set", {"accountId": "bob", "update": {
+            inbox: {"sortOrder": order + 10}}}, "u"]], auth=Http.basic("bob"))
+        assert json.loads(answer.data)["methodResponses"][0][1]["updated"]
+        time.sleep(0.15)
+    assert stream.event()[0] == "ping"
+    assert time.monotonic() - started < 1.6
+    bob.close()
+    stream.close()
+
+
+def test_7_3_a_client_that_goes_away_is_cleaned_up_even_if_never_written_to(server):
+    """No leak: a stream for a type that never changes ends when its client closes."""
+    before = threading.active_count()
+    streams = [EventStream(server, "types=CalendarEvent&closeafter=no&ping=0")
+               for _ in range(5)]
+    for _ in range(100):
+        if len(server.httpd.event_streams) == 5:
+            break
+        time.sleep(0.01)
+    for stream in streams:
+        stream.close()
+    deadline = time.monotonic() + 3
+    while server.httpd.event_streams and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.httpd.event_streams == set()
+    assert threading.active_count() <= before + 1
+
+
 def test_the_event_source_requires_credentials(server):
     """§1.7: 401 without credentials."""
     stream = EventStream(server, "types=*&closeafter=no&ping=0", auth=False)
@@ -134,7 +197,7 @@ def test_7_1_the_changes_of_one_request_arrive_as_one_state_change(server, web):
     assert (name, data["changed"]) == ("state", {"alice": {"Mailbox": boxes[1][1]["newState"]}})
     rename_inbox(web, "Inbox again")
     _, second_id, _ = stream.event()
-    assert int(second_id) == int(first_id) + 1
+    assert int(second_id.split(".")[1]) == int(first_id.split(".")[1]) + 1
     stream.close()
 
 

@@ -358,3 +358,21 @@ def test_an_unwritable_ready_file_fails_the_start(tmp_path):
                              str(tmp_path / "missing" / "url.txt")],
                             capture_output=True, text=True, timeout=15)
     assert result.returncode == 1 and "--ready-file" in result.stderr
+
+
+def test_captured_pushes_are_readable_over_the_control_api(server, web):
+    """RFC 8620 §7.2.2: the PushVerification to the reserved host, read over HTTP."""
+    url = "https://push.jmapd.test/phone"
+    _, result = api_call(web, "PushSubscription/set", {"create": {"p": {
+        "deviceClientId": "phone", "url": url}}}, using=(CORE,))
+    created = result["created"]["p"]
+    for _ in range(100):
+        status, body = control(web, "GET", f"/pushes?url={url}")
+        if body["pushes"]:
+            break
+        time.sleep(0.01)
+    [push] = body["pushes"]
+    assert (status, push["url"], push["body"]["@type"], push["body"]["pushSubscriptionId"]) == (
+        200, url, "PushVerification", created["id"])
+    assert control(web, "GET", "/pushes?url=https://push.jmapd.test/other") == (
+        200, {"pushes": []})

@@ -245,6 +245,19 @@ def test_dead_and_slow_endpoints_never_slow_the_api_or_other_subscriptions(
     wait_for(lambda: push_server.deliverer.stats["retried"] >= 2)
 
 
+def test_7_2_2_many_dead_endpoints_do_not_delay_a_fresh_verification(
+        push_server, client, receiver, black_hole):
+    """§7.2.2: the server "MUST immediately push a PushVerification": ten subscriptions
+    hanging on a black hole (more than a fixed pool of senders) hold only themselves."""
+    for _ in range(10):
+        subscribe(client, black_hole)
+    wait_for(lambda: len(push_server.deliverer.busy) == 10)
+    before = time.monotonic()
+    good = subscribe(client, receiver.url)
+    assert receiver.next(timeout=1.0)["body"]["pushSubscriptionId"] == good
+    assert time.monotonic() - before < 0.25  # not a POST timeout (0.3 s) behind the others
+
+
 def test_stopping_does_not_wait_out_a_slow_endpoint(demo_template, black_hole):
     """stop() returns within about one POST timeout, even with a POST hanging."""
     core = demo_template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())

@@ -510,8 +510,9 @@ def test_rfc6455_5_5_2_ping_gets_a_pong_with_its_payload(ws):
 
 
 def test_rfc8887_4_3_1_maximum_message_is_max_size_request(server):
-    """RFC 8887 §4.3.2 with RFC 6455 §7.4.1: a message of maxSizeRequest octets is
-    served; one octet more, whole or in fragments, closes with 1009."""
+    """RFC 8887 §4.3.1: a Request of maxSizeRequest octets is served; one octet more
+    (whole or in fragments) is a request-level error, "exceeding a server request
+    limit", answered as problem details with its requestId; the socket stays open."""
     server.core.limits["maxSizeRequest"] = 1000
     request = echo("edge", pad="")
     request["methodCalls"][0][1]["pad"] = "x" * (1000 - len(json.dumps(request)))
@@ -521,10 +522,25 @@ def test_rfc8887_4_3_1_maximum_message_is_max_size_request(server):
     client.send(0x1, text)
     assert client.recv_json()["requestId"] == "edge"
     client.send(0x1, text + " ")
-    assert client.expect_close()[0] == 1009
-    client = WsClient(server)
+    error = client.recv_json()
+    assert (error["@type"], error["requestId"], error["type"], error["limit"]) == (
+        "RequestError", "edge", "urn:ietf:params:jmap:error:limit", "maxSizeRequest")
     client.send(0x1, text[:600], fin=False)
     client.send(0x0, text[600:] + " ")
+    assert client.recv_json()["type"] == "urn:ietf:params:jmap:error:limit"
+    client.send_json(echo("still open"))
+    assert client.recv_json()["requestId"] == "still open"
+
+
+def test_rfc6455_7_4_1_a_message_far_over_the_limit_closes_with_1009(server):
+    """Beyond twice maxSizeRequest the message is not even read: 1009 Message Too Big."""
+    server.core.limits["maxSizeRequest"] = 1000
+    client = WsClient(server)
+    client.send(0x1, "x" * 2001)
+    assert client.expect_close()[0] == 1009
+    client = WsClient(server)
+    client.send(0x1, "x" * 1500, fin=False)
+    client.send(0x0, "x" * 600)
     assert client.expect_close()[0] == 1009
 
 
@@ -722,3 +738,20 @@ def test_websocket_requests_are_in_the_request_log(server, ws):
         time.sleep(0.01)
     assert (entries[-1]["status"], entries[-1]["user"]) == (200, "alice")
     assert server.requests.calls("Core/echo") == [["Core/echo", {"logged": True}, "c1"]]
+
+
+def test_rfc6455_4_2_1_an_upgrade_without_host_is_400(server):
+    """§4.2.1 item 2 (and RFC 9112 §3.2 for any HTTP/1.1 request): Host is required."""
+    host, port = server.httpd.server_address[:2]
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(f"GET {jmapd.WEBSOCKET_PATH} HTTP/1.1\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
+                     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: jmap\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+
+
+def test_rfc9110_7_8_a_426_names_the_upgrade_in_connection(server):
+    client = WsClient(server, upgrade=False)
+    assert client.status == 426
+    assert (client.header("upgrade"), client.header("connection")) == ("websocket", "Upgrade")
+    client.close()
