@@ -5113,6 +5113,29 @@ def derived_envelope(headers: list[tuple[str, str]], identity_email: str) -> dic
     return {"mailFrom": {"email": mail_from, "parameters": None}, "rcptTo": recipients}
 
 
+def _with_parameters(envelope: dict) -> dict:
+    """Every Address with its parameters, null where the client left them out (§7)."""
+    def address(a: dict) -> dict:
+        return {"email": a["email"], "parameters": a.get("parameters")}
+    return {"mailFrom": address(envelope["mailFrom"]),
+            "rcptTo": [address(a) for a in envelope["rcptTo"]]}
+
+
+def submitted_message(core: JmapCore, raw: bytes, headers: list) -> tuple[bytes, str]:
+    """What leaves: Bcc removed (§7.5 MUST), and a Date and Message-ID added where the
+    draft has none, as a submission server does (RFC 6409 §8.2, §8.3; RFC 5322 §3.6
+    requires Date). Also the message's Message-ID, for matching reports later."""
+    message = header_fields_removed(raw, {"bcc"})
+    message_ids = header_value(headers, "message-id", "asMessageIds", False)
+    added = b""
+    if not any(name.lower() == "date" for name, _ in headers):
+        added += f"Date: {email.utils.format_datetime(core.clock.now())}\r\n".encode()
+    if not message_ids:
+        message_ids = [f"{core.new_id('m')}.{int(core.now())}@jmapd.local"]
+        added += f"Message-ID: <{message_ids[0]}>\r\n".encode()
+    return added + message, message_ids[0]
+
+
 def check_envelope(core: JmapCore, envelope: dict, identity_email: str, now: float) -> float:
     """The §7.5 envelope errors; the time the message may leave (FUTURERELEASE)."""
     mail_from = envelope["mailFrom"]["email"]
@@ -5234,13 +5257,13 @@ class EmailSubmission(DataType):
                            "may be sent", maxSize=limit)
         headers, _ = split_header_block(raw, 0, len(raw))
         check_sendable(headers, identity["email"])
-        envelope = record["envelope"] or derived_envelope(headers, identity["email"])
+        envelope = _with_parameters(record["envelope"]) if record["envelope"] \
+            else derived_envelope(headers, identity["email"])
         send_at = check_envelope(context.call.core, envelope, identity["email"], context.now)
         recipients = list(dict.fromkeys(a["email"] for a in envelope["rcptTo"]))
-        message = header_fields_removed(raw, {"bcc"})  # §7.5: "MUST remove any Bcc"
-        message_ids = header_value(headers, "message-id", "asMessageIds", False) or [None]
+        message, message_id = submitted_message(context.call.core, raw, headers)
         context.queued = {**getattr(context, "queued", {}), object_id: (
-            store.put_blob(message), message_ids[0], envelope["mailFrom"]["email"], recipients,
+            store.put_blob(message), message_id, envelope["mailFrom"]["email"], recipients,
             send_at)}
         status = {"smtpReply": "250 2.0.0 queued", "delivered": "queued", "displayed": "unknown"}
         return {**record, "threadId": email["threadId"], "envelope": envelope,
@@ -6852,10 +6875,12 @@ def rest_request(core: JmapCore, method_name: str, query: str, body: Any) -> dic
     if calls[0][0] != method_name:
         raise RequestError("notRequest", f"the body calls {calls[0][0]!r}, the URL "
                            f"{method_name!r}")
-    spec = core.methods.get(method_name)
     url_using = variables.pop("using", None)
+    # no `using` at all: every capability the server has (the draft sets no default; a
+    # learner's call then works as it would with the right list, e.g. Quota/get, whose
+    # quotas for Email hide without the mail capability, RFC 9425 §4.1)
     using = (request["using"] if "using" in request else url_using.split(",") if url_using
-             else list(dict.fromkeys([URN_CORE, spec.capability if spec else URN_CORE])))
+             else list(core.capabilities))
     return {**request, "using": using,
             "methodCalls": [[method_name, {**variables, **calls[0][1]}, ""]]}
 

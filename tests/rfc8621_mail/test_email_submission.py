@@ -563,3 +563,24 @@ def test_7_a_report_about_an_unknown_message_changes_nothing(core, jmap):
     after = jmap.call("EmailSubmission/get", {"accountId": "alice", "ids": [created["id"]]},
                       USING)
     assert after["state"] == state and after["list"][0]["dsnBlobIds"] == []
+
+
+def test_7_5_a_draft_without_date_or_message_id_gets_them_when_sent(core, jmap, bob):
+    """RFC 5322 §3.6 requires Date; a submission server adds Date and Message-ID (RFC 6409
+    §8.2-8.3), which §7.5 allows ("MAY add ... header fields")."""
+    raw = b"From: alice@example.com\r\nTo: bob@example.com\r\nSubject: Bare\r\n\r\nHi\r\n"
+    blob = jmapd.upload_blob(core, core.user("alice"), "alice", raw, "message/rfc822")["blobId"]
+    email_id = jmap.call("Email/import", {"accountId": "alice", "emails": {"b": {
+        "blobId": blob, "mailboxIds": {jmap.mailbox_ids()["Drafts"]: True}}}})["created"]["b"]["id"]
+    submit(jmap, email_id)
+    got = bob.call("Email/get", {"accountId": "bob", "ids": bob.call(
+        "Email/query", {"accountId": "bob"})["ids"], "properties": ["sentAt", "messageId"]})
+    [delivered] = got["list"]
+    assert delivered["sentAt"] == "2026-01-01T09:00:00Z"
+    assert delivered["messageId"][0].endswith("@jmapd.local")
+
+
+def test_7_a_given_envelope_reads_back_with_null_parameters(jmap):
+    created = submit(jmap, draft(jmap), envelope={
+        "mailFrom": {"email": "alice@example.com"}, "rcptTo": [{"email": "bob@example.com"}]})
+    assert submission(jmap, created["id"])["envelope"] == envelope()
