@@ -2386,6 +2386,9 @@ def check_properties(context: SetContext, given: dict, existing: dict | None) ->
             if not json_identical(value, existing.get(name, MISSING)):
                 problems[name] = f"{name} cannot be changed"
             continue
+        if prop.reference and isinstance(value, str) and not IdOrCreationRef.accepts(value):
+            problems[name] = f"{name}: must be {describe_type(prop.type, prop.nullable)}"
+            continue  # not an Id: never looked up
         value = _resolve_reference(context, prop, value)
         if value is MISSING:
             problems[name] = f"{name}: no {prop.reference} {given[name]!r}"
@@ -4091,9 +4094,14 @@ class Email(DataType):
         return given, base
 
     def normalize_patch(self, patch: dict) -> dict:
-        """RFC 8621 §4.1.1: keywords are case-insensitive, so keywords/$SEEN is $seen."""
-        return {key.lower() if isinstance(key, str) and key.startswith("keywords/") else key:
-                value for key, value in patch.items()}
+        """RFC 8621 §4.1.1: keywords are case-insensitive, so keywords/$SEEN is $seen;
+        two paths naming one keyword patch the same path twice (RFC 8620 §5.3)."""
+        normal = {key.lower() if isinstance(key, str) and key.startswith("keywords/") else key:
+                  value for key, value in patch.items()}
+        if len(normal) < len(patch):
+            raise SetError("invalidPatch", "two patch paths name the same keyword "
+                           "(keywords are case-insensitive)")
+        return normal
 
     def resolve_references(self, context: SetContext, given: dict) -> dict:
         """mailboxIds keys may be '#creation' ids; keywords are stored lower-case."""

@@ -603,3 +603,10 @@ def test_5_3_a_stale_if_in_state_is_stateMismatch(jmap, email_id):
                                                               "$flagged": True}}
     result = email_set(jmap, ifInState=current, update={email_id: {"keywords": {}}})
     assert (result["oldState"], result["updated"]) == (current, {email_id: None})
+
+
+def test_5_3_two_paths_to_one_keyword_in_different_case_are_invalidPatch(jmap, email_id):
+    """RFC 8621 §4.1.1 case-insensitive keywords: $Flagged and $flagged are one path."""
+    updated, failed = update(jmap, email_id, {"keywords/$Flagged": True,
+                                              "keywords/$flagged": None})
+    assert (updated, failed[email_id]["type"]) == (None, "invalidPatch")

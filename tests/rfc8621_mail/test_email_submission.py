@@ -584,3 +584,9 @@ def test_7_a_given_envelope_reads_back_with_null_parameters(jmap):
     created = submit(jmap, draft(jmap), envelope={
         "mailFrom": {"email": "alice@example.com"}, "rcptTo": [{"email": "bob@example.com"}]})
     assert submission(jmap, created["id"])["envelope"] == envelope()
+
+
+def test_7_5_an_identity_id_that_is_no_id_is_invalidProperties_not_a_crash(jmap):
+    """A lone surrogate (possible through the embedding API) is a type error, not a lookup."""
+    error = submit(jmap, draft(jmap), identityId="I\ud800")
+    assert (error["type"], error["properties"]) == ("invalidProperties", ["identityId"])
