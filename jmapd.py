@@ -5497,7 +5497,9 @@ def _import_filed(core: JmapCore, user: User, raw: bytes, filing: Filing,
     result = core.call(user, "Email/import", {"accountId": user.account_id,
                                               "emails": {"m": email_}})
     if result["notCreated"]:
-        raise ValueError(f"not delivered to {user.name}: {result['notCreated']['m']}")
+        refusal = result["notCreated"]["m"]  # e.g. overQuota (RFC 9425)
+        raise ValueError(f"not delivered to {user.name}: {refusal['type']}"
+                         + (f" ({refusal['description']})" if refusal.get("description") else ""))
     return result["created"]["m"]["id"], blob["blobId"]
 
 
