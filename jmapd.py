@@ -1592,6 +1592,46 @@ class Controls:
         """A network server now runs this core (section 14's JmapServer)."""
 
 
+class Quirks:
+    """The seam quirk profiles (section 15) plug into: the names of the deviations of a
+    real server that this core imitates, asked at a few named points (the Session, before
+    and after each method call, two HTTP variables). This default is strict RFC 8620."""
+
+    names: frozenset[str] = frozenset()
+    download_type_variable = "type"          # RFC 8620 §6.2: downloadUrl's media type
+    event_source_status: int | None = None   # a status the eventSourceUrl answers instead
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+    def session(self, content: dict) -> dict:
+        """The Session object as this server family shows it."""
+        return content
+
+    def before_method(self, call: MethodCall, arguments: dict) -> dict:
+        """The arguments to run the call with; may raise MethodError instead."""
+        return arguments
+
+    def after_method(self, call: MethodCall, arguments: dict, name: str,
+                     result: dict) -> tuple[str, dict]:
+        """The response (name "error" for an error) as this server family answers it."""
+        return name, result
+
+
+# Client lint: request details the RFC does not allow that jmapd tolerates. With
+# --pedantic each is refused, the error's description citing the rule; otherwise it
+# is kept as a warning of the request (the request log's "warnings", --trace).
+LINT_FINDINGS = {
+    "host-header": "RFC 9112 §3.2: an HTTP/1.1 request MUST carry a Host header",
+    "json-charset": "RFC 8620 §3.1, RFC 8259 §8.1: a Request is application/json in UTF-8",
+    "download-type": "RFC 8620 §6.2: the client fills in downloadUrl's type variable",
+    "event-source-variables": "RFC 8620 §7.3: the client fills in types, closeafter and ping",
+    "implicit-capability": "RFC 8620 §2: the client MUST opt in to a capability in 'using'"
+                           " (RFC 8621 §7.5: onSuccess* make an Email/set call)",
+    "creation-id-in-get": "RFC 8620 §5.1: ids are Ids; '#' creation ids are for /set (§5.3)",
+}
+
+
 class JmapCore:
     """The sans-IO JMAP server: `handle_request(user, request) -> response`.
 
@@ -1625,6 +1665,9 @@ class JmapCore:
         self._session_states: dict[tuple, str] = {}
         self.session_generation = 0  # bumped by a dev control: a new session state
         self.controls = Controls()
+        self.quirks = Quirks()     # a real server family's deviations (section 15)
+        self.pedantic = False      # refuse what LINT_FINDINGS lists, not just warn
+        self._findings = threading.local()  # this thread's request's lint warnings
         self.caches: dict[str, dict] = {}  # derived values keyed by what they derive from
         self.store = Store(db, copy_of.store if copy_of is not None else None)
         self.store.on_commit = self._publish
@@ -1741,6 +1784,28 @@ class JmapCore:
             if changed:
                 self.feed.publish(changed)
 
+    # -- client lint (LINT_FINDINGS) --
+
+    def lint(self, finding: str, detail: str, refuse: Callable[[str], Exception]) -> None:
+        """A request detail the RFC does not allow: raise refuse(description) when
+        pedantic, else note it as a warning of the request being answered."""
+        description = f"{detail} ({LINT_FINDINGS[finding]})"
+        if self.pedantic:
+            raise refuse(description)
+        log.debug("client lint %s: %s", finding, description)
+        warnings = getattr(self._findings, "warnings", None)
+        if warnings is not None:
+            warnings.append({"finding": finding, "description": description})
+
+    @contextlib.contextmanager
+    def collect_findings(self) -> Iterator[list[dict]]:
+        """The lint warnings of what runs inside, in this thread (a transport's request)."""
+        saved, self._findings.warnings = getattr(self._findings, "warnings", None), []
+        try:
+            yield self._findings.warnings
+        finally:
+            self._findings.warnings = saved
+
     # -- users and accounts --
 
     def add_user(self, name: str, password: str, token: str | None = None,
@@ -1810,7 +1875,7 @@ class JmapCore:
             if cap.session_urls:
                 content["capabilities"][urn].update(cap.session_urls(base_url))
         content.update({name: url(base_url) for name, url in SESSION_URLS.items()})
-        return content
+        return self.quirks.session(content)
 
     def _session_content(self, user: User) -> dict:
         with self.store.transaction():
@@ -1886,15 +1951,21 @@ class JmapCore:
             if spec is None or (spec.capability not in call.using and not call.implicit):
                 missing = f" (add {spec.capability} to 'using')" if spec else ""
                 raise MethodError("unknownMethod", f"unknown method {call.name!r}{missing}")
+            if spec.capability not in call.using:
+                self.lint("implicit-capability", f"the implicit {call.name} needs "
+                          f"{spec.capability} in 'using'",
+                          lambda description: MethodError("unknownMethod", description))
             arguments = self.controls.before_method(call, arguments)
+            arguments = self.quirks.before_method(call, arguments)
             with self.store.transaction():
-                return call.name, spec.handler(call, Args(arguments))
+                answer = call.name, spec.handler(call, Args(arguments))
         except MethodError as error:
-            return "error", error.to_json()
+            answer = "error", error.to_json()
         except Exception:  # RFC 8620 §3.6.2: anything else is serverFail, never a 500
             log.error("method %s failed:\n%s", call.name, traceback.format_exc())
             return "error", {"type": "serverFail",
                              "description": "the server failed to process this call"}
+        return self.quirks.after_method(call, arguments, *answer)
 
     def call(self, user: "User | str", name: str, arguments: dict,
              using: Iterable[str] | None = None) -> dict:
@@ -2186,6 +2257,9 @@ def standard_get(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     extra = read_extra(args, datatype_.get_arguments)
     args.finish()
     call.require("read", account)
+    if any(i.startswith("#") for i in ids or ()):
+        call.core.lint("creation-id-in-get", "ids: a '#creation' reference",
+                       invalid_arguments)
     wanted = _wanted_properties(datatype_, wanted)
     limit = call.core.limits["maxObjectsInGet"]
     if ids is None:
@@ -7201,6 +7275,15 @@ def is_json_media_type(value: str | None) -> bool:
     return (value or "").split(";")[0].strip().lower() == "application/json"
 
 
+def media_type_parameter(value: str | None, name: str) -> str | None:
+    """One parameter of a Content-Type value (RFC 9110 §8.3.1), unquoted; None if absent."""
+    for parameter in (value or "").split(";")[1:]:
+        key, _, given = parameter.partition("=")
+        if key.strip().lower() == name:
+            return given.strip().strip('"')
+    return None
+
+
 def decode_segment(raw: str) -> str:
     """A path segment or query value, percent-encoded or raw UTF-8, decoded."""
     try:
@@ -7309,8 +7392,13 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
         self.body_read = False
         self.status = self.user = self.exchange = self.fault = self.problem = None
         started = time.monotonic()
+        with self.server.core.collect_findings() as self.warnings:
+            self.answer(started)
+
+    def answer(self, started: float) -> None:
         try:
             self.check_framing()
+            self.check_host()
             path, _, query = self.path.partition("?")
             if self.command == "OPTIONS":
                 return self.send_preflight()
@@ -7359,7 +7447,14 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
             "status": self.status, "user": self.user.name if self.user else None,
             "durationMs": round((time.monotonic() - started) * 1000, 3),
             "request": request, "response": response if response is not None else self.problem,
-            "fault": self.fault.name if self.fault else None})
+            "fault": self.fault.name if self.fault else None, "warnings": list(self.warnings)})
+        if self.warnings:
+            self.trace("warnings (--pedantic refuses these)", self.warnings)
+
+    def check_host(self) -> None:
+        if self.request_version == "HTTP/1.1" and self.headers.get("Host") is None:
+            self.server.core.lint("host-header", "no Host header",
+                                  lambda description: RequestError.http(400, description))
 
     def check_framing(self) -> None:
         """RFC 7230 §3.3.3: a message whose body length is in doubt is refused and the
@@ -7532,6 +7627,15 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
                        headers)
         self.trace("problem", self.problem)
 
+    def send_bare(self, status: int) -> None:
+        """A status line and headers only (a 204 carries no Content-Length, RFC 9110 §8.6)."""
+        self.send_response(status)
+        self.send_cors_headers()
+        self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+
     def send_preflight(self) -> None:
         """A CORS preflight: 204, naming Authorization explicitly ('*' does not cover it)."""
         self.send_response(204)
@@ -7593,6 +7697,10 @@ def answer_api_request(handler: JmapHTTPHandler, build: Callable[[Any], Any] = l
     elif not is_json_media_type(handler.headers.get("Content-Type")):
         raise RequestError("notJSON", "Content-Type must be application/json")
     else:
+        charset = media_type_parameter(handler.headers.get("Content-Type"), "charset")
+        if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+            core.lint("json-charset", f"Content-Type charset={charset} (read as UTF-8)",
+                      lambda description: RequestError("notJSON", description))
         request = build(parse_json_body(body))
     handler.trace("request", request)
     handler.exchange = (request, None)
@@ -7632,8 +7740,13 @@ def send_download(handler: JmapHTTPHandler, query: str, account_id: str, blob_id
         account_id, blob_id, name = map(decode_segment, (account_id, blob_id, name))
     except (UnicodeError, ValueError):
         raise RequestError.http(400, "the download URL is not valid UTF-8") from None
-    data, stored_type = download_blob(handler.server.core, user, account_id, blob_id)
-    media_type = clean_media_type(params["type"]) if params.get("type") else stored_type
+    core = handler.server.core
+    data, stored_type = download_blob(core, user, account_id, blob_id)
+    given_type = params.get(core.quirks.download_type_variable)
+    if not given_type:
+        core.lint("download-type", f"no {core.quirks.download_type_variable} in the "
+                  "download URL", lambda description: RequestError.http(400, description))
+    media_type = clean_media_type(given_type) if given_type else stored_type
     if media_type is None:
         raise RequestError.http(400, "type is not a media type")
     handler.send_body(200, data, media_type, [
@@ -7645,8 +7758,15 @@ def send_download(handler: JmapHTTPHandler, query: str, account_id: str, blob_id
 def send_event_stream(handler: JmapHTTPHandler, query: str) -> None:
     """RFC 8620 §7.3: state events as they happen, pings between, until told to stop."""
     user = handler.authenticate(query)
-    types, close_after, ping = parse_event_source_query(query)
     core = handler.server.core
+    if core.quirks.event_source_status is not None:  # a server without push (section 15)
+        return handler.send_bare(core.quirks.event_source_status)
+    given = {name for name, _ in urllib.parse.parse_qsl(query, keep_blank_values=True)}
+    missing = [name for name in ("types", "closeafter", "ping") if name not in given]
+    if missing:
+        core.lint("event-source-variables", f"{', '.join(missing)} not in the URL",
+                  lambda description: RequestError.http(400, description))
+    types, close_after, ping = parse_event_source_query(query)
     after = core.feed.sequence
     handler.close_connection = True  # no Content-Length: the stream ends with the connection
     handler.send_response(200)
