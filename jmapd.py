@@ -1901,6 +1901,8 @@ class JmapCore:
             content = json.dumps(self._session_content(user), sort_keys=True)
             if self.session_generation:
                 content += f"#{self.session_generation}"
+            if self.quirks.names:  # another server family's Session (section 15)
+                content += "#" + ",".join(sorted(self.quirks.names))
             self._session_states[key] = hashlib.sha256(content.encode()).hexdigest()[:16]
         return self._session_states[key]
 
@@ -8457,17 +8459,22 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
           clock: Any = None, ids: Any = None, cors_origin: str = "*",
           trace: bool = False, relay: str | None = None, allow_http_push: bool = False,
           push_ca: str | None = None, push_policy: PushPolicy | None = None,
-          control: bool = True) -> JmapServer:
+          control: bool = True, quirks: "str | Iterable[str] | None" = None,
+          pedantic: bool = False) -> JmapServer:
     """Start jmapd in a background thread: `with serve(seed="demo") as server: ...`.
 
     seed: a registered seed name ("demo", "empty") or a JSON seed file, or None.
     users: extra "NAME:PASSWORD" logins. relay: "HOST:PORT" of an SMTP server that
     mail for outside recipients is forwarded to. Other arguments as for JmapCore,
     JmapServer and the CLI (allow_http_push is --allow-http-push: a dev-only deviation;
-    control=False is --no-control: no /_jmapd/ control API).
+    control=False is --no-control: no /_jmapd/ control API). quirks: a real server
+    family's deviations to imitate, "cyrus" or "no-query-changes,..." (section 15.7);
+    pedantic: refuse what the RFCs do not allow a client, rather than warn (section 5).
     """
     core = _seeded_core(seed, db, clock, ids, limits)
     try:
+        core.controls.set_quirks(quirks)
+        core.controls.set_pedantic(pedantic)
         for spec in users:
             name, _, password = spec.partition(":")
             if not core.store.user(name):
@@ -9084,6 +9091,21 @@ class DevControls(Controls):
             self.deliver(message, to=user.name)
         return user
 
+    # -- quirks and lint (15.7, section 5) --
+
+    def set_quirks(self, spec: "str | Iterable[str] | None") -> Any:
+        """Imitate these quirk profiles and quirks from now on (None: strict RFC);
+        the Session then changes, and so does its state."""
+        self.core.quirks = parse_quirks(spec)
+        self.core._session_states.clear()  # the state hashes the quirk names too
+        return self.core.quirks
+
+    def set_pedantic(self, pedantic: bool) -> None:
+        """Refuse every LINT_FINDINGS detail (True), or only warn of it (False)."""
+        if not isinstance(pedantic, bool):
+            raise ValueError("pedantic: true or false")
+        self.core.pedantic = pedantic
+
     # -- snapshots --
 
     def take_baseline(self) -> None:
@@ -9164,6 +9186,168 @@ class DevControls(Controls):
 
 
 CORE_SETUP.append(lambda core: setattr(core, "controls", DevControls(core)))
+
+
+# --- 15.7 Quirk profiles: real servers' documented deviations ----------------------
+# Clients carry workarounds for servers that deviate from the RFCs; a quirk makes
+# jmapd deviate the same way, so the workaround gets tested. Each quirk names the
+# servers and the public report it comes from (README has the table); a profile is a
+# server family's set, and backendinfo (12.4) then names that product. Everything
+# goes through the Quirks seam of section 5; none is on unless asked for.
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Quirk:
+    """One documented deviation of a real server from RFC 8620/8621."""
+    name: str
+    servers: str
+    behaviour: str
+    sources: tuple[str, ...]
+
+
+QUIRKS = {quirk.name: quirk for quirk in (
+    Quirk("no-event-source-url", "Cyrus IMAP (2020), Fastmail",
+          "the Session has no eventSourceUrl (RFC 8620 §2 requires it)",
+          ("https://github.com/cyrusimap/cyrus-imapd/issues/3272",
+           "https://github.com/fastmail/JMAP-Samples/issues/8")),
+    Quirk("event-source-no-content", "Cyrus IMAP (its push stub)",
+          "the eventSourceUrl answers 204 No Content: no push, and no reconnecting",
+          ("https://github.com/cyrusimap/cyrus-imapd/pull/3286",)),
+    Quirk("no-push-subscription", "Fastmail",
+          "PushSubscription/get and /set answer unknownMethod",
+          ("https://github.com/fastmail/JMAP-Samples/issues/8",)),
+    Quirk("no-query-changes", "Cyrus IMAP (Mailbox, 2018), Apache James (Mailbox)",
+          "every /queryChanges answers cannotCalculateChanges",
+          ("https://github.com/cyrusimap/cyrus-imapd/issues/2465",
+           "https://github.com/linagora/james-project/issues/4799")),
+    Quirk("invalid-since-state", "Cyrus IMAP (before 2022)",
+          "a sinceState the server never issued answers invalidArguments, not "
+          "cannotCalculateChanges",
+          ("https://github.com/cyrusimap/cyrus-imapd/pull/4205",)),
+    Quirk("lenient-get-properties", "Cyrus IMAP",
+          "/get ignores unknown names in properties instead of invalidArguments",
+          ("https://github.com/cyrusimap/cyrus-imapd/issues/1846",)),
+    Quirk("set-without-old-state", "Cyrus IMAP (2018)",
+          "/set answers no oldState",
+          ("https://github.com/cyrusimap/cyrus-imapd/issues/2260",)),
+    Quirk("download-url-accept", "Stalwart",
+          "downloadUrl names its media type variable accept: .../{name}?accept={type}",
+          ("https://github.com/stalwartlabs/stalwart/issues/1862",)),
+    Quirk("changes-old-state-not-echoed", "Stalwart (before 0.4.2)",
+          "/changes answers an oldState other than the sinceState sent (jmapd: newState)",
+          ("https://github.com/stalwartlabs/jmap-server/issues/56",)),
+    Quirk("implicit-cannot-calculate", "Apache James",
+          "instead of cannotCalculateChanges, /changes answers hasMoreChanges: true with "
+          "newState equal to oldState and nothing changed, call after call",
+          ("https://github.com/iNPUTmice/jmap/issues/47",)),
+)}
+
+QUIRK_PROFILES = {  # profile -> (the product backendinfo names, its quirks)
+    "cyrus": ("Cyrus IMAP", ("no-event-source-url", "no-query-changes", "invalid-since-state",
+                             "lenient-get-properties", "set-without-old-state")),
+    "fastmail": ("Fastmail", ("no-event-source-url", "no-push-subscription")),
+    "stalwart": ("Stalwart", ("download-url-accept", "changes-old-state-not-echoed")),
+    "james": ("Apache James", ("no-query-changes", "implicit-cannot-calculate")),
+}
+
+
+def parse_quirks(spec: "str | Iterable[str] | None") -> "QuirkSet":
+    """"cyrus", "no-query-changes,download-url-accept" or a list of such names (profiles
+    and single quirks mixed) as a QuirkSet; an unknown name is a ValueError."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec or ())
+    names: set[str] = set()
+    profiles: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"quirks: names, not {item!r}")
+        item = item.strip()
+        if item in QUIRK_PROFILES:
+            profiles.append(item)
+            names.update(QUIRK_PROFILES[item][1])
+        elif item in QUIRKS:
+            names.add(item)
+        elif item:
+            raise ValueError(f"unknown quirk {item!r}; the profiles are "
+                             f"{', '.join(QUIRK_PROFILES)}, the quirks {', '.join(QUIRKS)}")
+    product = QUIRK_PROFILES[profiles[0]][0] if len(set(profiles)) == 1 else None
+    return QuirkSet(names, product, profiles)
+
+
+def _issued_state_form(core: JmapCore, state: Any) -> bool:
+    """Whether a state string has the form of one this core issues (section 5)."""
+    return (isinstance(state, str) and state.startswith(core.state_epoch)
+            and state[len(core.state_epoch):].isdigit())
+
+
+class QuirkSet(Quirks):
+    """The quirks one core imitates: section 5's seam, filled from QUIRKS."""
+
+    def __init__(self, names: Iterable[str], product: str | None = None,
+                 profiles: Iterable[str] = ()) -> None:
+        self.names = frozenset(names)
+        self.product, self.profiles = product, tuple(dict.fromkeys(profiles))
+        if "download-url-accept" in self.names:
+            self.download_type_variable = "accept"
+        if "event-source-no-content" in self.names:
+            self.event_source_status = 204
+
+    def to_json(self) -> dict:
+        return {"quirks": sorted(self.names), "profiles": list(self.profiles),
+                "product": self.product}
+
+    def session(self, content: dict) -> dict:
+        if "no-event-source-url" in self:
+            content.pop("eventSourceUrl", None)
+        if "download-url-accept" in self:
+            content["downloadUrl"] = content["downloadUrl"].replace("?type={type}",
+                                                                    "?accept={type}")
+        info = content["capabilities"].get(URN_BACKEND_INFO)
+        if info is not None and self.names:  # draft-baum-jmap-backend-info §1.2.1
+            content["capabilities"][URN_BACKEND_INFO] = {
+                **info, "product": {"name": self.product, "version": None}
+                if self.product else info["product"],
+                "environment": f"{info['environment']}; jmapd quirks: "
+                               + ",".join(sorted(self.names))}
+        return content
+
+    def before_method(self, call: MethodCall, arguments: dict) -> dict:
+        type_name, _, verb = call.name.partition("/")
+        if "no-push-subscription" in self and type_name == "PushSubscription":
+            raise MethodError("unknownMethod", f"unknown method {call.name!r}")
+        if "no-query-changes" in self and verb == "queryChanges":
+            raise MethodError("cannotCalculateChanges")
+        wanted = arguments.get("properties")
+        if ("lenient-get-properties" in self and verb == "get" and isinstance(wanted, list)
+                and type_name in call.core.datatypes):
+            datatype_ = call.core.datatypes[type_name]
+            arguments = {**arguments, "properties": [
+                name for name in wanted
+                if not isinstance(name, str) or datatype_.accepts_property(name)]}
+        return arguments
+
+    def after_method(self, call: MethodCall, arguments: dict, name: str,
+                     result: dict) -> tuple[str, dict]:
+        verb = call.name.partition("/")[2]
+        if name == "error":
+            return self._error(call, arguments, verb, result)
+        if "set-without-old-state" in self and verb == "set":
+            result = {k: v for k, v in result.items() if k != "oldState"}
+        if "changes-old-state-not-echoed" in self and verb == "changes":
+            result = {**result, "oldState": result["newState"]}
+        return name, result
+
+    def _error(self, call: MethodCall, arguments: dict, verb: str,
+               error: dict) -> tuple[str, dict]:
+        if error.get("type") != "cannotCalculateChanges":
+            return "error", error
+        since = arguments.get({"changes": "sinceState"}.get(verb, "sinceQueryState"))
+        if "implicit-cannot-calculate" in self and verb == "changes" and isinstance(since, str):
+            return call.name, {"accountId": arguments.get("accountId"), "oldState": since,
+                               "newState": since, "hasMoreChanges": True,
+                               "created": [], "updated": [], "destroyed": []}
+        if "invalid-since-state" in self and not _issued_state_form(call.core, since):
+            return "error", {"type": "invalidArguments",
+                             "description": f"invalid state {since!r}"}
+        return "error", error
 
 
 # --- 15.6 The control API: /_jmapd/... (JSON over HTTP, for any language) -------------
@@ -9330,6 +9514,37 @@ def control_set_clock(controls: DevControls, body: dict, params: dict) -> tuple[
     else:
         raise ValueError("fixed: true or false")
     return 200, controls.clock.to_json()
+
+
+@control_route("GET", "/quirks")
+def control_quirks(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    """The active quirks and lint mode, and the catalogue to choose from (15.7)."""
+    return 200, {**_quirks_json(controls), "catalogue": {
+        "profiles": {name: {"product": product, "quirks": list(names)}
+                     for name, (product, names) in QUIRK_PROFILES.items()},
+        "quirks": {q.name: {"servers": q.servers, "behaviour": q.behaviour,
+                            "sources": list(q.sources)} for q in QUIRKS.values()}}}
+
+
+@control_route("POST", "/quirks")
+def control_set_quirks(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    """{"quirks": "cyrus" | ["no-query-changes", ...] | null, "pedantic"?: bool}."""
+    if not body or set(body) - {"quirks", "pedantic"}:
+        raise ValueError('quirks: {"quirks": NAMES or null, "pedantic": true|false}')
+    if not isinstance(body.get("pedantic", False), bool):
+        raise ValueError("pedantic: true or false")
+    if "quirks" in body:
+        controls.set_quirks(body["quirks"])
+    if "pedantic" in body:
+        controls.set_pedantic(body["pedantic"])
+    return 200, _quirks_json(controls)
+
+
+def _quirks_json(controls: DevControls) -> dict:
+    quirks = controls.core.quirks
+    shown = quirks.to_json() if isinstance(quirks, QuirkSet) else {
+        "quirks": [], "profiles": [], "product": None}
+    return {**shown, "pedantic": controls.core.pedantic}
 
 
 @control_route("GET", "/users")
@@ -9799,6 +10014,8 @@ EXAMPLES = """examples:
   python jmapd.py --allow-http-push           push to http://127.0.0.1:PORT/ receivers
   python jmapd.py --port 0 --ready-file url.txt   for a test harness: url.txt gets the URL
   python jmapd.py --no-control                no /_jmapd/ control API (faults, reset, ...)
+  python jmapd.py --quirks cyrus              behave like Cyrus IMAP where it deviates
+  python jmapd.py --pedantic                  refuse what the RFCs do not allow a client
 """
 
 
@@ -9838,6 +10055,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-control", dest="control", action="store_false",
                         help="turn off the unauthenticated /_jmapd/ control API (deliver, "
                         "faults, clock, reset, ...): on by default for a dev server")
+    parser.add_argument("--quirks", metavar="NAME[,NAME]",
+                        help="imitate a real server's documented deviations: a profile "
+                        f"({', '.join(QUIRK_PROFILES)}) or single quirks (README lists them)")
+    parser.add_argument("--pedantic", action="store_true",
+                        help="refuse request details the RFCs do not allow a client "
+                        "(by default jmapd tolerates them and --trace warns)")
     parser.add_argument("--ready-file", metavar="PATH",
                         help="once serving, write the server URL (one line) to PATH")
     parser.add_argument("--log-level", default="warning",
@@ -9871,6 +10094,10 @@ def describe_server(server: JmapServer) -> str:
         lines.append(f"  try:     curl -sL -u {first.name}:{first.password} {server.session_url}")
     if server.core.allow_http_push:
         lines.append("  push:    http:// urls allowed for loopback receivers (dev only)")
+    if server.core.quirks.names:
+        lines.append("  quirks:  " + ",".join(sorted(server.core.quirks.names)))
+    if server.core.pedantic:
+        lines.append("  lint:    --pedantic: what the RFCs do not allow a client is refused")
     if server.httpd.control:
         lines.append(f"  control: {server.url}{CONTROL_PREFIX} (no credentials; --no-control "
                      "turns it off)")
@@ -9907,7 +10134,8 @@ def main(argv: list[str] | None = None) -> int:
                        users=options.user, limits=limits, clock=clock, ids=ids,
                        cors_origin=options.cors_origin, trace=options.trace,
                        relay=options.relay, allow_http_push=options.allow_http_push,
-                       push_ca=options.push_ca, control=options.control)
+                       push_ca=options.push_ca, control=options.control,
+                       quirks=options.quirks, pedantic=options.pedantic)
     except (ValueError, OSError, sqlite3.Error) as error:
         print(f"jmapd: {error}", file=sys.stderr)
         return 1
@@ -10274,6 +10502,8 @@ PLUGIN_OPTIONS = {  # the jmapd marker's keywords and jmapd_options' keys, with 
     "fixed_clock": None,     # a UTCDate: the clock stands there until advanced
     "limits": {},            # overrides of DEFAULT_LIMITS and SERVER_LIMITS
     "deterministic": False,  # sequential ids (and a fixed clock at 2026-01-01T09:00:00Z)
+    "quirks": None,          # as --quirks: "cyrus", "no-query-changes,...", or a list
+    "pedantic": False,       # as --pedantic: refuse what the RFCs do not allow a client
 }
 
 
@@ -10346,6 +10576,8 @@ class ServerTemplates:
         clock, ids = _plugin_clock_and_ids(options)
         core = JmapCore(clock=clock, ids=ids, limits=options["limits"], copy_of=template)
         try:
+            core.controls.set_quirks(options["quirks"])
+            core.controls.set_pedantic(options["pedantic"])
             return JmapTestServer(core)
         except BaseException:
             core.close()
@@ -10395,7 +10627,8 @@ if pytest is not None:
     def pytest_configure(config: Any) -> None:
         config.addinivalue_line(
             "markers", "jmapd(seed='demo', users=(), fixed_clock=None, limits={}, "
-            "deterministic=False): options of this test's jmap_server (jmapd plugin)")
+            "deterministic=False, quirks=None, pedantic=False): options of this test's "
+            "jmap_server (jmapd plugin)")
 
     @pytest.fixture(scope="session")
     def jmapd_templates() -> Iterator[ServerTemplates]:
