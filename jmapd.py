@@ -9253,6 +9253,8 @@ QUIRK_PROFILES = {  # profile -> (the product backendinfo names, its quirks)
 def parse_quirks(spec: "str | Iterable[str] | None") -> "QuirkSet":
     """"cyrus", "no-query-changes,download-url-accept" or a list of such names (profiles
     and single quirks mixed) as a QuirkSet; an unknown name is a ValueError."""
+    if spec is not None and not isinstance(spec, (str, list, tuple, set, frozenset)):
+        raise ValueError(f"quirks: a comma-separated string or a list of names, not {spec!r}")
     items = spec.split(",") if isinstance(spec, str) else list(spec or ())
     names: set[str] = set()
     profiles: list[str] = []
