@@ -8492,8 +8492,8 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
 # 15. Dev controls
 # =============================================================================
 # What a client's test suite needs from a fake server: faults real servers rarely
-# show, a request log, the outbox parsed, a clock to move, accounts on demand, and
-# reset/snapshot/restore. DevControls takes the place of the core's Controls seam
+# show, a request log, the outbox parsed, a clock to move, accounts on demand,
+# reset/snapshot/restore, and real servers' quirks to imitate (15.7). DevControls takes the place of the core's Controls seam
 # (section 5) in every core; JmapServer (14) delegates to it, and /_jmapd/... serves
 # the same over HTTP for clients in any language. A fault answers exactly as the
 # spec's error would from a real server; the core stays sans-IO (14 drops sockets).

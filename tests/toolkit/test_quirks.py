@@ -6,7 +6,6 @@ the default.
 """
 
 import json
-import urllib.parse
 
 import pytest
 
@@ -29,6 +28,12 @@ def mailbox_state(jmap):
 
 def add_mailbox(jmap, name="Quirky"):
     return jmap.call("Mailbox/set", {"accountId": "alice", "create": {"k": {"name": name}}})
+
+
+def control(web, method, name, body=None):
+    """(status, JSON) of one control API request, sent without credentials."""
+    response = web.send(method, P + name, body, auth={})
+    return response.status, json.loads(response.data)
 
 
 # --- the catalogue and its parsing ----------------------------------------------------
@@ -298,11 +303,16 @@ def test_the_cli_takes_quirks_and_refuses_an_unknown_one(capsys):
     assert "unknown quirk 'nope'" in capsys.readouterr().err
 
 
-def control(web, method, name, body=None):
-    response = web.send(method, P + name, body, auth={})
-    return response.status, json.loads(response.data)
-
-
 def test_describe_server_names_the_quirks():
     with jmapd.serve("empty", quirks="no-query-changes") as server:
         assert "  quirks:  no-query-changes" in jmapd.describe_server(server)
+
+
+@pytest.mark.jmapd(quirks="james")
+def test_readme_a_forgotten_state_looks_like_james_over_http(jmap_server, jmap_client):
+    state = jmap_client.call("Email/get", {"accountId": "alice", "ids": []})["state"]
+    jmap_server.deliver({"from": "carol@example.org", "to": "alice", "text": "Hi"})
+    jmap_server.faults.expire_states("Email")
+    changes = jmap_client.call("Email/changes", {"accountId": "alice", "sinceState": state})
+    assert changes["hasMoreChanges"] and changes["newState"] == state
+    assert (changes["created"], changes["updated"], changes["destroyed"]) == ([], [], [])
