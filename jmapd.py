@@ -1603,6 +1603,46 @@ class Controls:
         """A network server now runs this core (section 14's JmapServer)."""
 
 
+class Quirks:
+    """The seam quirk profiles (section 15) plug into: the names of the deviations of a
+    real server that this core imitates, asked at a few named points (the Session, before
+    and after each method call, two HTTP variables). This default is strict RFC 8620."""
+
+    names: frozenset[str] = frozenset()
+    download_type_variable = "type"          # RFC 8620 §6.2: downloadUrl's media type
+    event_source_status: int | None = None   # a status the eventSourceUrl answers instead
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+    def session(self, content: dict) -> dict:
+        """The Session object as this server family shows it."""
+        return content
+
+    def before_method(self, call: MethodCall, arguments: dict) -> dict:
+        """The arguments to run the call with; may raise MethodError instead."""
+        return arguments
+
+    def after_method(self, call: MethodCall, arguments: dict, name: str,
+                     result: dict) -> tuple[str, dict]:
+        """The response (name "error" for an error) as this server family answers it."""
+        return name, result
+
+
+# Client lint: request details the RFC does not allow that jmapd tolerates. With
+# --pedantic each is refused, the error's description citing the rule; otherwise it
+# is kept as a warning of the request (the request log's "warnings", --trace).
+LINT_FINDINGS = {
+    "host-header": "RFC 9112 §3.2: an HTTP/1.1 request MUST carry a Host header",
+    "json-charset": "RFC 8620 §3.1, RFC 8259 §8.1: a Request is application/json in UTF-8",
+    "download-type": "RFC 8620 §6.2: the client fills in downloadUrl's type variable",
+    "event-source-variables": "RFC 8620 §7.3: the client fills in types, closeafter and ping",
+    "implicit-capability": "RFC 8620 §2: the client MUST opt in to a capability in 'using'"
+                           " (RFC 8621 §7.5: onSuccess* make an Email/set call)",
+    "creation-id-in-get": "RFC 8620 §5.1: ids are Ids; '#' creation ids are for /set (§5.3)",
+}
+
+
 class JmapCore:
     """The sans-IO JMAP server: `handle_request(user, request) -> response`.
 
@@ -1636,6 +1676,9 @@ class JmapCore:
         self._session_states: dict[tuple, str] = {}
         self.session_generation = 0  # bumped by a dev control: a new session state
         self.controls = Controls()
+        self.quirks = Quirks()     # a real server family's deviations (section 15)
+        self.pedantic = False      # refuse what LINT_FINDINGS lists, not just warn
+        self._findings = threading.local()  # this thread's request's lint warnings
         self.caches: dict[str, dict] = {}  # derived values keyed by what they derive from
         self.store = Store(db, copy_of.store if copy_of is not None else None)
         self.store.on_commit = self._publish
@@ -1749,6 +1792,28 @@ class JmapCore:
             if changed:
                 self.feed.publish(changed)
 
+    # -- client lint (LINT_FINDINGS) --
+
+    def lint(self, finding: str, detail: str, refuse: Callable[[str], Exception]) -> None:
+        """A request detail the RFC does not allow: raise refuse(description) when
+        pedantic, else note it as a warning of the request being answered."""
+        description = f"{detail} ({LINT_FINDINGS[finding]})"
+        if self.pedantic:
+            raise refuse(description)
+        log.debug("client lint %s: %s", finding, description)
+        warnings = getattr(self._findings, "warnings", None)
+        if warnings is not None:
+            warnings.append({"finding": finding, "description": description})
+
+    @contextlib.contextmanager
+    def collect_findings(self) -> Iterator[list[dict]]:
+        """The lint warnings of what runs inside, in this thread (a transport's request)."""
+        saved, self._findings.warnings = getattr(self._findings, "warnings", None), []
+        try:
+            yield self._findings.warnings
+        finally:
+            self._findings.warnings = saved
+
     # -- users and accounts --
 
     def add_user(self, name: str, password: str, token: str | None = None,
@@ -1818,7 +1883,7 @@ class JmapCore:
             if cap.session_urls:
                 content["capabilities"][urn].update(cap.session_urls(base_url))
         content.update({name: url(base_url) for name, url in SESSION_URLS.items()})
-        return content
+        return self.quirks.session(content)
 
     def _session_content(self, user: User) -> dict:
         with self.store.transaction():
@@ -1844,6 +1909,8 @@ class JmapCore:
             content = json.dumps(self._session_content(user), sort_keys=True)
             if self.session_generation:
                 content += f"#{self.session_generation}"
+            if self.quirks.names:  # another server family's Session (section 15)
+                content += "#" + ",".join(sorted(self.quirks.names))
             self._session_states[key] = hashlib.sha256(content.encode()).hexdigest()[:16]
         return self._session_states[key]
 
@@ -1894,15 +1961,21 @@ class JmapCore:
             if spec is None or (spec.capability not in call.using and not call.implicit):
                 missing = f" (add {spec.capability} to 'using')" if spec else ""
                 raise MethodError("unknownMethod", f"unknown method {call.name!r}{missing}")
+            if spec.capability not in call.using:
+                self.lint("implicit-capability", f"the implicit {call.name} needs "
+                          f"{spec.capability} in 'using'",
+                          lambda description: MethodError("unknownMethod", description))
             arguments = self.controls.before_method(call, arguments)
+            arguments = self.quirks.before_method(call, arguments)
             with self.store.transaction():
-                return call.name, spec.handler(call, Args(arguments))
+                answer = call.name, spec.handler(call, Args(arguments))
         except MethodError as error:
-            return "error", error.to_json()
+            answer = "error", error.to_json()
         except Exception:  # RFC 8620 §3.6.2: anything else is serverFail, never a 500
             log.error("method %s failed:\n%s", call.name, traceback.format_exc())
             return "error", {"type": "serverFail",
                              "description": "the server failed to process this call"}
+        return self.quirks.after_method(call, arguments, *answer)
 
     def call(self, user: "User | str", name: str, arguments: dict,
              using: Iterable[str] | None = None) -> dict:
@@ -2195,6 +2268,9 @@ def standard_get(datatype_: DataType, call: MethodCall, args: Args) -> dict:
     extra = read_extra(args, datatype_.get_arguments)
     args.finish()
     call.require("read", account)
+    if any(i.startswith("#") for i in ids or ()):
+        call.core.lint("creation-id-in-get", "ids: a '#creation' reference",
+                       invalid_arguments)
     wanted = _wanted_properties(datatype_, wanted)
     limit = call.core.limits["maxObjectsInGet"]
     if ids is None:
@@ -7333,6 +7409,15 @@ def is_json_media_type(value: str | None) -> bool:
     return (value or "").split(";")[0].strip().lower() == "application/json"
 
 
+def media_type_parameter(value: str | None, name: str) -> str | None:
+    """One parameter of a Content-Type value (RFC 9110 §8.3.1), unquoted; None if absent."""
+    for parameter in (value or "").split(";")[1:]:
+        key, _, given = parameter.partition("=")
+        if key.strip().lower() == name:
+            return given.strip().strip('"')
+    return None
+
+
 def decode_segment(raw: str) -> str:
     """A path segment or query value, percent-encoded or raw UTF-8, decoded."""
     try:
@@ -7450,8 +7535,13 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
         self.body_read = False
         self.status = self.user = self.exchange = self.fault = self.problem = None
         started = time.monotonic()
+        with self.server.core.collect_findings() as self.warnings:
+            self.answer(started)
+
+    def answer(self, started: float) -> None:
         try:
             self.check_framing()
+            self.check_host()
             path, _, query = self.path.partition("?")
             if self.command == "OPTIONS":
                 return self.send_preflight()
@@ -7500,7 +7590,14 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
             "status": self.status, "user": self.user.name if self.user else None,
             "durationMs": round((time.monotonic() - started) * 1000, 3),
             "request": request, "response": response if response is not None else self.problem,
-            "fault": self.fault.name if self.fault else None})
+            "fault": self.fault.name if self.fault else None, "warnings": list(self.warnings)})
+        if self.warnings:
+            self.trace("warnings (--pedantic refuses these)", self.warnings)
+
+    def check_host(self) -> None:
+        if self.request_version == "HTTP/1.1" and self.headers.get("Host") is None:
+            self.server.core.lint("host-header", "no Host header",
+                                  lambda description: RequestError.http(400, description))
 
     def check_framing(self) -> None:
         """RFC 7230 §3.3.3: a message whose body length is in doubt is refused and the
@@ -7677,6 +7774,15 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
                        headers)
         self.trace("problem", self.problem)
 
+    def send_bare(self, status: int) -> None:
+        """A status line and headers only (a 204 carries no Content-Length, RFC 9110 §8.6)."""
+        self.send_response(status)
+        self.send_cors_headers()
+        self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+
     def send_preflight(self) -> None:
         """A CORS preflight: 204, naming Authorization explicitly ('*' does not cover it)."""
         self.send_response(204)
@@ -7738,6 +7844,10 @@ def answer_api_request(handler: JmapHTTPHandler, build: Callable[[Any], Any] = l
     elif not is_json_media_type(handler.headers.get("Content-Type")):
         raise RequestError("notJSON", "Content-Type must be application/json")
     else:
+        charset = media_type_parameter(handler.headers.get("Content-Type"), "charset")
+        if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+            core.lint("json-charset", f"Content-Type charset={charset} (read as UTF-8)",
+                      lambda description: RequestError("notJSON", description))
         request = build(parse_json_body(body))
     handler.trace("request", request)
     handler.exchange = (request, None)
@@ -7777,8 +7887,13 @@ def send_download(handler: JmapHTTPHandler, query: str, account_id: str, blob_id
         account_id, blob_id, name = map(decode_segment, (account_id, blob_id, name))
     except (UnicodeError, ValueError):
         raise RequestError.http(400, "the download URL is not valid UTF-8") from None
-    data, stored_type = download_blob(handler.server.core, user, account_id, blob_id)
-    media_type = clean_media_type(params["type"]) if params.get("type") else stored_type
+    core = handler.server.core
+    data, stored_type = download_blob(core, user, account_id, blob_id)
+    given_type = params.get(core.quirks.download_type_variable)
+    if not given_type:
+        core.lint("download-type", f"no {core.quirks.download_type_variable} in the "
+                  "download URL", lambda description: RequestError.http(400, description))
+    media_type = clean_media_type(given_type) if given_type else stored_type
     if media_type is None:
         raise RequestError.http(400, "type is not a media type")
     handler.send_body(200, data, media_type, [
@@ -7790,8 +7905,15 @@ def send_download(handler: JmapHTTPHandler, query: str, account_id: str, blob_id
 def send_event_stream(handler: JmapHTTPHandler, query: str) -> None:
     """RFC 8620 §7.3: state events as they happen, pings between, until told to stop."""
     user = handler.authenticate(query)
-    types, close_after, ping = parse_event_source_query(query)
     core = handler.server.core
+    if core.quirks.event_source_status is not None:  # a server without push (section 15)
+        return handler.send_bare(core.quirks.event_source_status)
+    given = {name for name, _ in urllib.parse.parse_qsl(query, keep_blank_values=True)}
+    missing = [name for name in ("types", "closeafter", "ping") if name not in given]
+    if missing:
+        core.lint("event-source-variables", f"{', '.join(missing)} not in the URL",
+                  lambda description: RequestError.http(400, description))
+    types, close_after, ping = parse_event_source_query(query)
     after = core.feed.sequence
     handler.close_connection = True  # no Content-Length: the stream ends with the connection
     handler.send_response(200)
@@ -8542,17 +8664,22 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
           clock: Any = None, ids: Any = None, cors_origin: str = "*",
           trace: bool = False, relay: str | None = None, allow_http_push: bool = False,
           push_ca: str | None = None, push_policy: PushPolicy | None = None,
-          control: bool = True) -> JmapServer:
+          control: bool = True, quirks: "str | Iterable[str] | None" = None,
+          pedantic: bool = False) -> JmapServer:
     """Start jmapd in a background thread: `with serve(seed="demo") as server: ...`.
 
     seed: a registered seed name ("demo", "empty") or a JSON seed file, or None.
     users: extra "NAME:PASSWORD" logins. relay: "HOST:PORT" of an SMTP server that
     mail for outside recipients is forwarded to. Other arguments as for JmapCore,
     JmapServer and the CLI (allow_http_push is --allow-http-push: a dev-only deviation;
-    control=False is --no-control: no /_jmapd/ control API).
+    control=False is --no-control: no /_jmapd/ control API). quirks: a real server
+    family's deviations to imitate, "cyrus" or "no-query-changes,..." (section 15.7);
+    pedantic: refuse what the RFCs do not allow a client, rather than warn (section 5).
     """
     core = _seeded_core(seed, db, clock, ids, limits)
     try:
+        core.controls.set_quirks(quirks)
+        core.controls.set_pedantic(pedantic)
         for spec in users:
             name, _, password = spec.partition(":")
             if not core.store.user(name):
@@ -8570,8 +8697,8 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
 # 15. Dev controls
 # =============================================================================
 # What a client's test suite needs from a fake server: faults real servers rarely
-# show, a request log, the outbox parsed, a clock to move, accounts on demand, and
-# reset/snapshot/restore. DevControls takes the place of the core's Controls seam
+# show, a request log, the outbox parsed, a clock to move, accounts on demand,
+# reset/snapshot/restore, and real servers' quirks to imitate (15.7). DevControls takes the place of the core's Controls seam
 # (section 5) in every core; JmapServer (14) delegates to it, and /_jmapd/... serves
 # the same over HTTP for clients in any language. A fault answers exactly as the
 # spec's error would from a real server; the core stays sans-IO (14 drops sockets).
@@ -9171,6 +9298,21 @@ class DevControls(Controls):
             self.deliver(message, to=user.name)
         return user
 
+    # -- quirks and lint (15.7, section 5) --
+
+    def set_quirks(self, spec: "str | Iterable[str] | None") -> Any:
+        """Imitate these quirk profiles and quirks from now on (None: strict RFC);
+        the Session then changes, and so does its state."""
+        self.core.quirks = parse_quirks(spec)
+        self.core._session_states.clear()  # the state hashes the quirk names too
+        return self.core.quirks
+
+    def set_pedantic(self, pedantic: bool) -> None:
+        """Refuse every LINT_FINDINGS detail (True), or only warn of it (False)."""
+        if not isinstance(pedantic, bool):
+            raise ValueError("pedantic: true or false")
+        self.core.pedantic = pedantic
+
     # -- snapshots --
 
     def take_baseline(self) -> None:
@@ -9251,6 +9393,170 @@ class DevControls(Controls):
 
 
 CORE_SETUP.append(lambda core: setattr(core, "controls", DevControls(core)))
+
+
+# --- 15.7 Quirk profiles: real servers' documented deviations ----------------------
+# Clients carry workarounds for servers that deviate from the RFCs; a quirk makes
+# jmapd deviate the same way, so the workaround gets tested. Each quirk names the
+# servers and the public report it comes from (README has the table); a profile is a
+# server family's set, and backendinfo (12.4) then names that product. Everything
+# goes through the Quirks seam of section 5; none is on unless asked for.
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Quirk:
+    """One documented deviation of a real server from RFC 8620/8621."""
+    name: str
+    servers: str
+    behaviour: str
+    sources: tuple[str, ...]
+
+
+QUIRKS = {quirk.name: quirk for quirk in (
+    Quirk("no-event-source-url", "Cyrus IMAP (2020), Fastmail",
+          "the Session has no eventSourceUrl (RFC 8620 §2 requires it)",
+          ("https://github.com/cyrusimap/cyrus-imapd/issues/3272",
+           "https://github.com/fastmail/JMAP-Samples/issues/8")),
+    Quirk("event-source-no-content", "Cyrus IMAP (its push stub)",
+          "the eventSourceUrl answers 204 No Content: no push, and no reconnecting",
+          ("https://github.com/cyrusimap/cyrus-imapd/pull/3286",)),
+    Quirk("no-push-subscription", "Fastmail",
+          "PushSubscription/get and /set answer unknownMethod",
+          ("https://github.com/fastmail/JMAP-Samples/issues/8",)),
+    Quirk("no-query-changes", "Cyrus IMAP (Mailbox, 2018), Apache James (Mailbox)",
+          "every /queryChanges answers cannotCalculateChanges",
+          ("https://github.com/cyrusimap/cyrus-imapd/issues/2465",
+           "https://github.com/linagora/james-project/issues/4799")),
+    Quirk("invalid-since-state", "Cyrus IMAP (before 2022)",
+          "a sinceState the server never issued answers invalidArguments, not "
+          "cannotCalculateChanges",
+          ("https://github.com/cyrusimap/cyrus-imapd/pull/4205",)),
+    Quirk("lenient-get-properties", "Cyrus IMAP",
+          "/get ignores unknown names in properties instead of invalidArguments",
+          ("https://github.com/cyrusimap/cyrus-imapd/issues/1846",)),
+    Quirk("set-without-old-state", "Cyrus IMAP (2018)",
+          "/set answers no oldState",
+          ("https://github.com/cyrusimap/cyrus-imapd/issues/2260",)),
+    Quirk("download-url-accept", "Stalwart",
+          "downloadUrl names its media type variable accept: .../{name}?accept={type}",
+          ("https://github.com/stalwartlabs/stalwart/issues/1862",)),
+    Quirk("changes-old-state-not-echoed", "Stalwart (before 0.4.2)",
+          "/changes answers an oldState other than the sinceState sent (jmapd: newState)",
+          ("https://github.com/stalwartlabs/jmap-server/issues/56",)),
+    Quirk("implicit-cannot-calculate", "Apache James",
+          "instead of cannotCalculateChanges, /changes answers hasMoreChanges: true with "
+          "newState equal to oldState and nothing changed, call after call",
+          ("https://github.com/iNPUTmice/jmap/issues/47",)),
+)}
+
+QUIRK_PROFILES = {  # profile -> (the product backendinfo names, its quirks)
+    "cyrus": ("Cyrus IMAP", ("no-event-source-url", "no-query-changes", "invalid-since-state",
+                             "lenient-get-properties", "set-without-old-state")),
+    "fastmail": ("Fastmail", ("no-event-source-url", "no-push-subscription")),
+    "stalwart": ("Stalwart", ("download-url-accept", "changes-old-state-not-echoed")),
+    "james": ("Apache James", ("no-query-changes", "implicit-cannot-calculate")),
+}
+
+
+def parse_quirks(spec: "str | Iterable[str] | None") -> "QuirkSet":
+    """"cyrus", "no-query-changes,download-url-accept" or a list of such names (profiles
+    and single quirks mixed) as a QuirkSet; an unknown name is a ValueError."""
+    if spec is not None and not isinstance(spec, (str, list, tuple, set, frozenset)):
+        raise ValueError(f"quirks: a comma-separated string or a list of names, not {spec!r}")
+    items = spec.split(",") if isinstance(spec, str) else list(spec or ())
+    names: set[str] = set()
+    profiles: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"quirks: names, not {item!r}")
+        item = item.strip()
+        if item in QUIRK_PROFILES:
+            profiles.append(item)
+            names.update(QUIRK_PROFILES[item][1])
+        elif item in QUIRKS:
+            names.add(item)
+        elif item:
+            raise ValueError(f"unknown quirk {item!r}; the profiles are "
+                             f"{', '.join(QUIRK_PROFILES)}, the quirks {', '.join(QUIRKS)}")
+    product = QUIRK_PROFILES[profiles[0]][0] if len(set(profiles)) == 1 else None
+    return QuirkSet(names, product, profiles)
+
+
+def _issued_state_form(core: JmapCore, state: Any) -> bool:
+    """Whether a state string has the form of one this core issues (section 5)."""
+    return (isinstance(state, str) and state.startswith(core.state_epoch)
+            and state[len(core.state_epoch):].isdigit())
+
+
+class QuirkSet(Quirks):
+    """The quirks one core imitates: section 5's seam, filled from QUIRKS."""
+
+    def __init__(self, names: Iterable[str], product: str | None = None,
+                 profiles: Iterable[str] = ()) -> None:
+        self.names = frozenset(names)
+        self.product, self.profiles = product, tuple(dict.fromkeys(profiles))
+        if "download-url-accept" in self.names:
+            self.download_type_variable = "accept"
+        if "event-source-no-content" in self.names:
+            self.event_source_status = 204
+
+    def to_json(self) -> dict:
+        return {"quirks": sorted(self.names), "profiles": list(self.profiles),
+                "product": self.product}
+
+    def session(self, content: dict) -> dict:
+        if "no-event-source-url" in self:
+            content.pop("eventSourceUrl", None)
+        if "download-url-accept" in self:
+            content["downloadUrl"] = content["downloadUrl"].replace("?type={type}",
+                                                                    "?accept={type}")
+        info = content["capabilities"].get(URN_BACKEND_INFO)
+        if info is not None and self.names:  # draft-baum-jmap-backend-info §1.2.1
+            content["capabilities"][URN_BACKEND_INFO] = {
+                **info, "product": {"name": self.product, "version": None}
+                if self.product else info["product"],
+                "environment": f"{info['environment']}; jmapd quirks: "
+                               + ",".join(sorted(self.names))}
+        return content
+
+    def before_method(self, call: MethodCall, arguments: dict) -> dict:
+        type_name, _, verb = call.name.partition("/")
+        if "no-push-subscription" in self and type_name == "PushSubscription":
+            raise MethodError("unknownMethod", f"unknown method {call.name!r}")
+        if "no-query-changes" in self and verb == "queryChanges":
+            raise MethodError("cannotCalculateChanges")
+        wanted = arguments.get("properties")
+        if ("lenient-get-properties" in self and verb == "get" and isinstance(wanted, list)
+                and type_name in call.core.datatypes):
+            datatype_ = call.core.datatypes[type_name]
+            arguments = {**arguments, "properties": [
+                name for name in wanted
+                if not isinstance(name, str) or datatype_.accepts_property(name)]}
+        return arguments
+
+    def after_method(self, call: MethodCall, arguments: dict, name: str,
+                     result: dict) -> tuple[str, dict]:
+        verb = call.name.partition("/")[2]
+        if name == "error":
+            return self._error(call, arguments, verb, result)
+        if "set-without-old-state" in self and verb == "set":
+            result = {k: v for k, v in result.items() if k != "oldState"}
+        if "changes-old-state-not-echoed" in self and verb == "changes":
+            result = {**result, "oldState": result["newState"]}
+        return name, result
+
+    def _error(self, call: MethodCall, arguments: dict, verb: str,
+               error: dict) -> tuple[str, dict]:
+        if error.get("type") != "cannotCalculateChanges":
+            return "error", error
+        since = arguments.get({"changes": "sinceState"}.get(verb, "sinceQueryState"))
+        if "implicit-cannot-calculate" in self and verb == "changes" and isinstance(since, str):
+            return call.name, {"accountId": arguments.get("accountId"), "oldState": since,
+                               "newState": since, "hasMoreChanges": True,
+                               "created": [], "updated": [], "destroyed": []}
+        if "invalid-since-state" in self and not _issued_state_form(call.core, since):
+            return "error", {"type": "invalidArguments",
+                             "description": f"invalid state {since!r}"}
+        return "error", error
 
 
 # --- 15.6 The control API: /_jmapd/... (JSON over HTTP, for any language) -------------
@@ -9426,6 +9732,37 @@ def control_set_clock(controls: DevControls, body: dict, params: dict) -> tuple[
     else:
         raise ValueError("fixed: true or false")
     return 200, controls.clock.to_json()
+
+
+@control_route("GET", "/quirks")
+def control_quirks(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    """The active quirks and lint mode, and the catalogue to choose from (15.7)."""
+    return 200, {**_quirks_json(controls), "catalogue": {
+        "profiles": {name: {"product": product, "quirks": list(names)}
+                     for name, (product, names) in QUIRK_PROFILES.items()},
+        "quirks": {q.name: {"servers": q.servers, "behaviour": q.behaviour,
+                            "sources": list(q.sources)} for q in QUIRKS.values()}}}
+
+
+@control_route("POST", "/quirks")
+def control_set_quirks(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
+    """{"quirks": "cyrus" | ["no-query-changes", ...] | null, "pedantic"?: bool}."""
+    if not body or set(body) - {"quirks", "pedantic"}:
+        raise ValueError('quirks: {"quirks": NAMES or null, "pedantic": true|false}')
+    if not isinstance(body.get("pedantic", False), bool):
+        raise ValueError("pedantic: true or false")
+    if "quirks" in body:
+        controls.set_quirks(body["quirks"])
+    if "pedantic" in body:
+        controls.set_pedantic(body["pedantic"])
+    return 200, _quirks_json(controls)
+
+
+def _quirks_json(controls: DevControls) -> dict:
+    quirks = controls.core.quirks
+    shown = quirks.to_json() if isinstance(quirks, QuirkSet) else {
+        "quirks": [], "profiles": [], "product": None}
+    return {**shown, "pedantic": controls.core.pedantic}
 
 
 @control_route("GET", "/users")
@@ -9897,6 +10234,8 @@ EXAMPLES = """examples:
   python jmapd.py --allow-http-push           push to http://127.0.0.1:PORT/ receivers
   python jmapd.py --port 0 --ready-file url.txt   for a test harness: url.txt gets the URL
   python jmapd.py --no-control                no /_jmapd/ control API (faults, reset, ...)
+  python jmapd.py --quirks cyrus              behave like Cyrus IMAP where it deviates
+  python jmapd.py --pedantic                  refuse what the RFCs do not allow a client
 """
 
 
@@ -9936,6 +10275,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-control", dest="control", action="store_false",
                         help="turn off the unauthenticated /_jmapd/ control API (deliver, "
                         "faults, clock, reset, ...): on by default for a dev server")
+    parser.add_argument("--quirks", metavar="NAME[,NAME]",
+                        help="imitate a real server's documented deviations: a profile "
+                        f"({', '.join(QUIRK_PROFILES)}) or single quirks (README lists them)")
+    parser.add_argument("--pedantic", action="store_true",
+                        help="refuse request details the RFCs do not allow a client "
+                        "(by default jmapd tolerates them and --trace warns)")
     parser.add_argument("--ready-file", metavar="PATH",
                         help="once serving, write the server URL (one line) to PATH")
     parser.add_argument("--log-level", default="warning",
@@ -9969,6 +10314,10 @@ def describe_server(server: JmapServer) -> str:
         lines.append(f"  try:     curl -sL -u {first.name}:{first.password} {server.session_url}")
     if server.core.allow_http_push:
         lines.append("  push:    http:// urls allowed for loopback receivers (dev only)")
+    if server.core.quirks.names:
+        lines.append("  quirks:  " + ",".join(sorted(server.core.quirks.names)))
+    if server.core.pedantic:
+        lines.append("  lint:    --pedantic: what the RFCs do not allow a client is refused")
     if server.httpd.control:
         lines.append(f"  control: {server.url}{CONTROL_PREFIX} (no credentials; --no-control "
                      "turns it off)")
@@ -10005,7 +10354,8 @@ def main(argv: list[str] | None = None) -> int:
                        users=options.user, limits=limits, clock=clock, ids=ids,
                        cors_origin=options.cors_origin, trace=options.trace,
                        relay=options.relay, allow_http_push=options.allow_http_push,
-                       push_ca=options.push_ca, control=options.control)
+                       push_ca=options.push_ca, control=options.control,
+                       quirks=options.quirks, pedantic=options.pedantic)
     except (ValueError, OSError, sqlite3.Error) as error:
         print(f"jmapd: {error}", file=sys.stderr)
         return 1
@@ -10372,6 +10722,8 @@ PLUGIN_OPTIONS = {  # the jmapd marker's keywords and jmapd_options' keys, with 
     "fixed_clock": None,     # a UTCDate: the clock stands there until advanced
     "limits": {},            # overrides of DEFAULT_LIMITS and SERVER_LIMITS
     "deterministic": False,  # sequential ids (and a fixed clock at 2026-01-01T09:00:00Z)
+    "quirks": None,          # as --quirks: "cyrus", "no-query-changes,...", or a list
+    "pedantic": False,       # as --pedantic: refuse what the RFCs do not allow a client
 }
 
 
@@ -10444,6 +10796,8 @@ class ServerTemplates:
         clock, ids = _plugin_clock_and_ids(options)
         core = JmapCore(clock=clock, ids=ids, limits=options["limits"], copy_of=template)
         try:
+            core.controls.set_quirks(options["quirks"])
+            core.controls.set_pedantic(options["pedantic"])
             return JmapTestServer(core)
         except BaseException:
             core.close()
@@ -10493,7 +10847,8 @@ if pytest is not None:
     def pytest_configure(config: Any) -> None:
         config.addinivalue_line(
             "markers", "jmapd(seed='demo', users=(), fixed_clock=None, limits={}, "
-            "deterministic=False): options of this test's jmap_server (jmapd plugin)")
+            "deterministic=False, quirks=None, pedantic=False): options of this test's "
+            "jmap_server (jmapd plugin)")
 
     @pytest.fixture(scope="session")
     def jmapd_templates() -> Iterator[ServerTemplates]:

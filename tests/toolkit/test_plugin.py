@@ -167,7 +167,7 @@ def test_a_project_with_pytest_plugins_jmapd_gets_the_fixtures_and_marker(projec
     result.stdout.fnmatch_lines([
         "*ERROR at setup of test_a_misspelt_option_is_a_setup_error*",
         "jmap_server: unknown jmapd option 'sed'; the options are "
-        "seed, users, fixed_clock, limits, deterministic",
+        "seed, users, fixed_clock, limits, deterministic, quirks, pedantic",
         "*= FAILURES =*"], consecutive=True)  # the message alone: no traceback, no chain
 
 
