@@ -1633,7 +1633,6 @@ class Quirks:
 # --pedantic each is refused, the error's description citing the rule; otherwise it
 # is kept as a warning of the request (the request log's "warnings", --trace).
 LINT_FINDINGS = {
-    "host-header": "RFC 9112 §3.2: an HTTP/1.1 request MUST carry a Host header",
     "json-charset": "RFC 8620 §3.1, RFC 8259 §8.1: a Request is application/json in UTF-8",
     "download-type": "RFC 8620 §6.2: the client fills in downloadUrl's type variable",
     "event-source-variables": "RFC 8620 §7.3: the client fills in types, closeafter and ping",
@@ -7541,7 +7540,6 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
     def answer(self, started: float) -> None:
         try:
             self.check_framing()
-            self.check_host()
             path, _, query = self.path.partition("?")
             if self.command == "OPTIONS":
                 return self.send_preflight()
@@ -7593,11 +7591,6 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
             "fault": self.fault.name if self.fault else None, "warnings": list(self.warnings)})
         if self.warnings:
             self.trace("warnings (--pedantic refuses these)", self.warnings)
-
-    def check_host(self) -> None:
-        if self.request_version == "HTTP/1.1" and self.headers.get("Host") is None:
-            self.server.core.lint("host-header", "no Host header",
-                                  lambda description: RequestError.http(400, description))
 
     def check_framing(self) -> None:
         """RFC 7230 §3.3.3: a message whose body length is in doubt is refused and the
@@ -8145,17 +8138,19 @@ class WebSocketConnection:
         started = time.monotonic()
         try:
             self.handler.trace("request", request)
-            try:
-                response = self.core.handle_request(self.user, request)
-                reply = websocket_response(response, request_id)
-            except RequestError as error:
-                reply = websocket_request_error(error, request_id)
+            with self.core.collect_findings() as warnings:
+                try:
+                    response = self.core.handle_request(self.user, request)
+                    reply = websocket_response(response, request_id)
+                except RequestError as error:
+                    reply = websocket_request_error(error, request_id)
             self.send_json(reply)
             self.core.controls.record({  # the request log (section 15), as for HTTP
                 "transport": "ws", "method": "Request", "path": WEBSOCKET_PATH,
                 "status": reply.get("status", 200), "user": self.user.name,
                 "durationMs": round((time.monotonic() - started) * 1000, 3),
-                "request": request, "response": reply, "fault": None})
+                "request": request, "response": reply, "fault": None,
+                "warnings": list(warnings)})
         except Exception:  # a bug: logged, answered without detail, the socket lives on
             log.error("WebSocket request failed:\n%s", traceback.format_exc())
             self.send_json(websocket_request_error(
