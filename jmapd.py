@@ -2172,9 +2172,11 @@ class DataType:
         """A PatchObject with its paths in the stored spelling (Email: keywords lower-case)."""
         return patch
 
-    def derive(self, context: SetContext, object_id: str, record: dict) -> dict:
-        """A checked create's record with the server-set properties it implies
-        (e.g. an EmailSubmission's threadId and envelope); raise SetError to refuse it."""
+    def derive(self, context: SetContext, object_id: str, record: dict,
+               existing: dict | None = None) -> dict:
+        """A checked create's (or update's) record with the server-set properties it
+        implies (e.g. an EmailSubmission's threadId and envelope, or its deliveryStatus
+        once canceled); raise SetError to refuse it."""
         return record
 
     def validate(self, context: SetContext, object_id: str, record: dict,
@@ -2436,7 +2438,7 @@ def _create_one(context: SetContext, creation_id: str, given: Any,
     if missing:
         raise SetError.invalid_properties(missing, f"missing required property {missing[0]!r}")
     object_id = context.call.core.new_id(datatype_.id_prefix)
-    record = datatype_.derive(context, object_id, record)
+    record = datatype_.derive(context, object_id, record, None)
     datatype_.validate(context, object_id, record, None)
     context.store.insert_object(context.account.id, datatype_.name, object_id,
                                 datatype_.stored(record), context.now)
@@ -2505,7 +2507,7 @@ def _update_one(context: SetContext, object_id: str, patch: Any) -> dict | None:
         raise SetError.invalid_properties(removed, f"{removed[0]} cannot be removed")
     changed = check_properties(context, datatype_.resolve_references(context, changed),
                                existing=before)
-    record = {**existing, **changed}
+    record = datatype_.derive(context, object_id, {**existing, **changed}, existing)
     datatype_.validate(context, object_id, record, existing)
     if datatype_.stored(record) != datatype_.stored(existing):
         store.update_object(context.account.id, datatype_.name, object_id,
@@ -5323,8 +5325,11 @@ class EmailSubmission(DataType):
             given = {k: v for k, v in given.items() if k != "envelope"}
         return given, {**(base or {}), "undoStatus": "final"}  # derive() decides
 
-    def derive(self, context: SetContext, object_id: str, record: dict) -> dict:
+    def derive(self, context: SetContext, object_id: str, record: dict,
+               existing: dict | None = None) -> dict:
         """Check the message and envelope (§7.5), then queue the message for sending."""
+        if existing is not None:
+            return self._derived_update(record, existing)
         store, user = context.store, context.call.user
         email = store.get_objects(context.account.id, "Email", [record["emailId"]])
         email = email[record["emailId"]]
@@ -5355,6 +5360,16 @@ class EmailSubmission(DataType):
                 "undoStatus": "pending" if send_at > context.now else "final",
                 "deliveryStatus": {r: dict(status) for r in recipients},
                 "dsnBlobIds": [], "mdnBlobIds": []}
+
+    @staticmethod
+    def _derived_update(record: dict, existing: dict) -> dict:
+        """Once canceled, no recipient's status is "queued": it will never leave."""
+        if record["undoStatus"] != "canceled" or existing["undoStatus"] == "canceled":
+            return record
+        return {**record, "deliveryStatus": {address: {
+            "smtpReply": "550 5.0.0 canceled by the sender before it was sent",
+            "delivered": "no", "displayed": "unknown"}
+            for address in record.get("deliveryStatus") or {}}}
 
     def validate(self, context: SetContext, object_id: str, record: dict,
                  existing: dict | None) -> None:
@@ -8240,6 +8255,20 @@ class WebSocketConnection:
 # What the core produced as data (section 10's outbox, section 11's PushOutbox) is
 # carried out here, each on threads of its own, so a slow receiver never slows the API.
 
+def _mail_options(message: OutboxMessage) -> list[str]:
+    """MAIL FROM parameters the octets need: SMTPUTF8 for UTF-8 addresses or headers
+    (RFC 6531 §3.4), else BODY=8BITMIME for 8-bit content (RFC 6152 §2)."""
+    addresses = [message.mail_from, *message.rcpt_to]
+    if not all(a.isascii() for a in addresses) or not _header_section(message.raw).isascii():
+        return ["SMTPUTF8", "BODY=8BITMIME"]
+    return [] if message.raw.isascii() else ["BODY=8BITMIME"]
+
+
+def _header_section(raw: bytes) -> bytes:
+    end = raw.find(b"\r\n\r\n")
+    return raw if end < 0 else raw[:end]
+
+
 class SmtpRelay:
     """--relay HOST:PORT: forwards outbox messages over SMTP (e.g. to a capture server)
     on its own thread, so a slow relay never holds up a request, and records each
@@ -8275,7 +8304,8 @@ class SmtpRelay:
         for attempt in range(self.ATTEMPTS):
             try:
                 with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
-                    refused = smtp.sendmail(message.mail_from, list(message.rcpt_to), message.raw)
+                    refused = smtp.sendmail(message.mail_from, list(message.rcpt_to),
+                                            message.raw, mail_options=_mail_options(message))
                 return {rcpt: ("no", f"{code} {text.decode(errors='replace')}")
                         if rcpt in refused else ("unknown", f"250 2.0.0 relayed to "
                                                  f"{self.host}:{self.port}")

@@ -282,3 +282,16 @@ def test_a_delivery_filter_may_silence_the_vacation_response(core, jmap, deliver
     delivery_filter(lambda core, user, raw, mail_from, filing: filing)
     jmapd.deliver_message(core, raw, "alice", mail_from="carol@example.org")
     assert [m.rcpt_to for m in core.outbox] == [("carol@example.org",)]
+
+
+@pytest.mark.parametrize("rcpt, raw, options", [
+    ("carol@example.org", b"Subject: x\r\n\r\nplain", []),
+    ("carol@example.org", b"Subject: x\r\n\r\ncaf\xc3\xa9", ["BODY=8BITMIME"]),
+    ("b\u00f8b@ex\u00e4mple.com", b"Subject: x\r\n\r\nplain", ["SMTPUTF8", "BODY=8BITMIME"]),
+    ("carol@example.org", "To: b\u00f8b@ex\u00e4mple.com\r\n\r\nx".encode(),
+     ["SMTPUTF8", "BODY=8BITMIME"]),
+])
+def test_the_relay_asks_for_what_the_octets_need(rcpt, raw, options):
+    """RFC 6531 §3.4 SMTPUTF8 for UTF-8 addresses or headers, RFC 6152 BODY=8BITMIME."""
+    message = jmapd.OutboxMessage("alice@example.com", (rcpt,), raw, "2026-01-01T09:00:00Z")
+    assert jmapd._mail_options(message) == options

@@ -391,10 +391,14 @@ def test_7_a_pending_submission_can_be_canceled_and_is_never_sent(core, jmap, bo
     created = submit(jmap, draft(jmap), envelope=envelope(parameters={"HOLDFOR": "60"}))
     result = jmap.call("EmailSubmission/set", {"accountId": "alice", "update": {
         created["id"]: {"undoStatus": "canceled"}}}, USING)
-    assert result["updated"] == {created["id"]: None}
+    canceled = {"bob@example.com": {
+        "smtpReply": "550 5.0.0 canceled by the sender before it was sent",
+        "delivered": "no", "displayed": "unknown"}}
+    assert result["updated"] == {created["id"]: {"deliveryStatus": canceled}}  # §5.3
     core.clock.advance(120)
     assert inbox_subjects(bob) == []
-    assert submission(jmap, created["id"])["undoStatus"] == "canceled"
+    got = submission(jmap, created["id"])
+    assert (got["undoStatus"], got["deliveryStatus"]) == ("canceled", canceled)
 
 
 def test_7_5_a_final_submission_cannot_be_unsent(jmap):
