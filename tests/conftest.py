@@ -8,6 +8,7 @@ The jmapd plugin adds `jmap_server` and `jmap_client` (the demo seed, as a clien
 """
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -129,19 +130,37 @@ class Http:
         self.conn.close()
 
 
+@contextlib.contextmanager
+def serving(template, **options):
+    """A real JmapServer (JmapServer options) on a fresh deterministic copy of template."""
+    running = jmapd.JmapServer(template.clone(clock=jmapd.FixedClock(),
+                                              ids=jmapd.SequentialIds()), **options)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@contextlib.contextmanager
+def connected(server):
+    """An Http client on one keep-alive connection to server."""
+    client = Http(server)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def server(demo_template):
-    core = demo_template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
-    running = jmapd.JmapServer(core)
-    yield running
-    running.stop()
+    with serving(demo_template) as running:
+        yield running
 
 
 @pytest.fixture
 def web(server):
-    client = Http(server)
-    yield client
-    client.close()
+    with connected(server) as client:
+        yield client
 
 
 def import_raw(core, jmap, raw, mailbox_ids, keywords=(), received=None):

@@ -9,7 +9,7 @@ import json
 import pytest
 
 import jmapd
-from conftest import Http  # the shared keep-alive client (tests/ is on sys.path)
+from conftest import connected, serving  # tests/ is on sys.path
 
 BLOB = "G" + "0" * 64
 ROUTES = {
@@ -123,17 +123,14 @@ def test_a_successful_download_carries_access_control_allow_origin(web):
 
 @pytest.fixture
 def app_server(demo_template):
-    core = demo_template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
-    running = jmapd.JmapServer(core, cors_origin="https://app.example")
-    yield running
-    running.stop()
+    with serving(demo_template, cors_origin="https://app.example") as running:
+        yield running
 
 
 @pytest.fixture
 def app_web(app_server):
-    client = Http(app_server)
-    yield client
-    client.close()
+    with connected(app_server) as client:
+        yield client
 
 
 def test_a_configured_origin_is_sent_on_the_preflight(app_web):

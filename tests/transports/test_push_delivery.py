@@ -17,7 +17,7 @@ import pytest
 
 import jmapd
 
-from conftest import Http
+from conftest import Http, connected, serving
 
 CORE = jmapd.URN_CORE
 MAIL = jmapd.URN_MAIL
@@ -76,17 +76,14 @@ def receiver():
 
 @pytest.fixture
 def push_server(demo_template):
-    core = demo_template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
-    running = jmapd.JmapServer(core, allow_http_push=True, push_policy=POLICY)
-    yield running
-    running.stop()
+    with serving(demo_template, allow_http_push=True, push_policy=POLICY) as running:
+        yield running
 
 
 @pytest.fixture
 def client(push_server):
-    http_client = Http(push_server)
-    yield http_client
-    http_client.close()
+    with connected(push_server) as http_client:
+        yield http_client
 
 
 def call(web, name, args, using=(CORE, MAIL)):
