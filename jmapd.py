@@ -1819,13 +1819,22 @@ class JmapCore:
                  email: str | None = None, *, full_name: str = "", setup: bool = True) -> User:
         """Create a login and the personal account it owns; with setup, the account
         gets what every new account has (the standard mailboxes, see ACCOUNT_SETUP)."""
-        if not name or ":" in name or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-            raise ValueError(f"bad user name {name!r}: non-empty, no ':' or control characters")
+        if not isinstance(name, str) or not name or ":" in name or any(
+                ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in name):
+            raise ValueError(f"bad user name {name!r}: non-empty, no ':', spaces or "
+                             "control characters")
+        if not isinstance(full_name, str) or not isinstance(password, str):
+            raise ValueError("full_name and password are strings")
+        email = email or (name if "@" in name else f"{name}@example.com")
+        local, _, domain = email.rpartition("@") if isinstance(email, str) else ("", "", "")
+        if not local or not domain or any(ch.isspace() for ch in email):
+            raise ValueError(f"bad address {email!r}: local@domain")
         with self.store.transaction():
             if self.store.user(name):
                 raise ValueError(f"user {name!r} exists")
+            if any(u.email.lower() == email.lower() for u in self.store.users()):
+                raise ValueError(f"the address {email} is another user's")
             account_id = account_id_for(name, lambda i: self.store.account(i) is not None)
-            email = email or (name if "@" in name else f"{name}@example.com")
             user = User(name, password, token if token is not None else f"token-{name}",
                         email, account_id, full_name)
             self.store.add_user(user, email)
@@ -5542,6 +5551,8 @@ def deliver_message(core: JmapCore, raw: bytes, to: str | Iterable[str],
     if a filter discarded it}. mail_from is the envelope sender, whom a vacation
     response answers."""
     recipients = [to] if isinstance(to, str) else list(to)
+    if isinstance(keywords, str):  # one keyword given bare would become its letters
+        raise ValueError("keywords: a list of keywords, e.g. [\"$seen\"]")
     delivered = {}
     for recipient in recipients:
         user = user_for_address(core, recipient)
@@ -7630,6 +7641,9 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True  # a body we will not drain: answer, then close
 
     def find_route(self, path: str) -> tuple[Callable, dict]:
+        if not self.server.control and (path == CONTROL_PREFIX
+                                        or path.startswith(CONTROL_PREFIX + "/")):
+            raise RequestError.http(404, "no such resource")  # --no-control: not there at all
         allowed = []
         for candidate in ROUTES:
             match = candidate.pattern.fullmatch(path)
@@ -8943,15 +8957,17 @@ class Faults:
     # -- the seam (section 5's Controls, section 14's dispatch) --
 
     def _take(self, test: Callable[[FaultRule], bool]) -> list[FaultRule]:
-        """The rules that fire now, each used once more (spent ones are dropped)."""
+        """The rule that fires now, oldest armed first, used once more (a spent one is
+        dropped); one per call, so rules armed one after another fire one after another."""
         with self.lock:
-            fired = [rule for rule in self.rules if test(rule)]
-            for rule in fired:
-                rule.fired += 1
-                if rule.times is not None:
-                    rule.times -= 1
+            fired = next((rule for rule in self.rules if test(rule)), None)
+            if fired is None:
+                return []
+            fired.fired += 1
+            if fired.times is not None:
+                fired.times -= 1
             self.rules = [rule for rule in self.rules if rule.times != 0]
-        return fired
+        return [fired]
 
     def before_method(self, call: MethodCall, arguments: dict) -> dict:
         self._check_expired(call.name, arguments)
@@ -9193,7 +9209,12 @@ class ClockControl:
         units = {"seconds": seconds, "minutes": minutes, "hours": hours, "days": days}
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in units.values()):
             raise ValueError("advance: seconds, minutes, hours and days are numbers")
-        if _duration(seconds, minutes, hours, days) < datetime.timedelta():
+        try:
+            step = _duration(seconds, minutes, hours, days)
+            (self.now() + step).timestamp()
+        except (OverflowError, ValueError, OSError):
+            raise ValueError("advance: that is past the last date a clock can show") from None
+        if step < datetime.timedelta():
             raise ValueError("advance: time only moves forward here; set() moves it anywhere")
         if not hasattr(self.core.clock, "advance"):
             raise ValueError(f"advance: the server's clock {self.core.clock!r} cannot move")
@@ -9341,8 +9362,10 @@ class DevControls(Controls):
     # -- snapshots --
 
     def take_baseline(self) -> None:
-        """What reset() goes back to: the data as it is now (JmapServer calls this)."""
+        """What reset() goes back to: the data, quirks and pedantic mode as they are now
+        (JmapServer calls this once it is set up)."""
         self.baseline = self._copy("baseline")
+        self.baseline_modes = (self.core.quirks, self.core.pedantic)
 
     def _copy(self, name: str) -> Snapshot:
         copy = sqlite3.connect(":memory:", check_same_thread=False)
@@ -9400,16 +9423,16 @@ class DevControls(Controls):
         self.core.feed.publish(changed)
 
     def reset(self) -> None:
-        """Back to the start: the data, the fixed clock's moment, an empty outbox and
-        request log, no faults and the first session state. Snapshots are kept."""
+        """Back to the start: the data, the clock (the fixed moment, or real time), the
+        quirks and pedantic mode the server started with, an empty outbox and request
+        log, no faults and the first session state. Snapshots are kept."""
         if self.baseline is None:
             raise ValueError("reset: no baseline (a core without a server: take_baseline())")
         self.faults.clear()
         self.restore(self.baseline)
-        if self.baseline.clock is not None:
-            self.core.clock = FixedClock(self.baseline.clock)
-        elif isinstance(self.core.clock, SystemClock):
-            self.core.clock.offset = datetime.timedelta()
+        self.core.clock = FixedClock(self.baseline.clock) if self.baseline.clock is not None \
+            else SystemClock()  # real time again, even if a test froze or moved it
+        self.core.quirks, self.core.pedantic = self.baseline_modes  # as the server started
         self.core.session_generation = 0
         self.core._session_states.clear()
         self.core.outbox.clear()
@@ -9663,7 +9686,7 @@ def control_deliver(controls: DevControls, body: dict, params: dict) -> tuple[in
         raise ValueError("deliver: raw is a string, message an object")
     options = {"keywords": body.get("keywords") or (), "received_at": body.get("receivedAt"),
                "mail_from": body.get("mailFrom")}
-    if not list_of(String).accepts(list(options["keywords"])):
+    if not list_of(String).accepts(options["keywords"]) and options["keywords"] != ():
         raise ValueError("keywords: an array of strings")
     return 200, {"delivered": controls.deliver(message, body.get("to"), **options)}
 

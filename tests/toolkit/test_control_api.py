@@ -309,7 +309,7 @@ def test_control_false_answers_404_everywhere(demo_template):
     with jmapd.JmapServer(core, control=False) as server:
         web = Http(server)
         for method, name in (("GET", ""), ("POST", "/reset"), ("GET", "/outbox"),
-                             ("POST", "/faults")):
+                             ("POST", "/faults"), ("GET", "/reset"), ("POST", "")):
             assert control(web, method, name, {})[0] == 404
         assert web.api([["Core/echo", {}, "0"]]).status == 200
         web.close()
@@ -376,3 +376,28 @@ def test_captured_pushes_are_readable_over_the_control_api(server, web):
         200, url, "PushVerification", created["id"])
     assert control(web, "GET", "/pushes?url=https://push.jmapd.test/other") == (
         200, {"pushes": []})
+
+
+def test_a_clock_advance_past_the_calendar_is_400_and_the_clock_still_works(web):
+    assert control(web, "POST", "/clock", {"advance": {"days": 3_000_000}})[0] == 400
+    assert control(web, "POST", "/clock", {"advance": {"hours": 1e300}})[0] == 400
+    status, clock = control(web, "GET", "/clock")
+    assert (status, clock["now"]) == (200, "2026-01-01T09:00:00Z")
+    assert web.api([["Core/echo", {}, "0"]]).status == 200
+
+
+def test_deliver_refuses_keywords_that_are_not_a_list(web):
+    status, problem = control(web, "POST", "/deliver", {"message": {"to": "alice"},
+                                                         "keywords": "$seen"})
+    assert status == 400 and "keywords" in problem["detail"]
+
+
+@pytest.mark.parametrize("user, problem", [
+    ({"name": "hank", "fullName": 5}, "full_name"),
+    ({"name": "hank", "email": "notanemail"}, "bad address"),
+    ({"name": "hank", "email": "ALICE@example.com"}, "another user's"),
+    ({"name": "bad name"}, "bad user name"),
+])
+def test_bad_users_are_refused(web, user, problem):
+    status, body = control(web, "POST", "/users", user)
+    assert status == 400 and problem in body["detail"]

@@ -495,3 +495,28 @@ def test_reset_needs_a_baseline_on_a_bare_core(core):
         core.controls.reset()
     core.controls.take_baseline()
     core.controls.reset()
+
+
+def test_faults_armed_one_after_another_fire_one_after_another(jmap, core):
+    """Each call spends one rule, the oldest first: the second fault is not lost."""
+    faults(core).fail("Mailbox/get")
+    faults(core).fail("Mailbox/get", error="forbidden")
+    errors = [jmap.call_raw("Mailbox/get", {"accountId": "alice"}) for _ in range(3)]
+    assert [(name, result.get("type")) for name, result in errors] == [
+        ("error", "serverFail"), ("error", "forbidden"), ("Mailbox/get", None)]
+
+
+def test_reset_brings_back_real_time_and_the_starting_quirks(demo_template):
+    core = demo_template.clone(ids=jmapd.SequentialIds())  # the real clock
+    with jmapd.JmapServer(core) as server:
+        server.clock.set("2030-01-01T00:00:00Z")
+        server.core.controls.set_quirks("cyrus")
+        server.reset()
+        assert not server.clock.fixed
+        assert abs(server.clock.now().year - jmapd.SystemClock().now().year) <= 1
+        assert "eventSourceUrl" in server.core.session("alice", server.url)
+
+
+def test_a_clock_advance_past_the_calendar_is_refused(core):
+    with pytest.raises(ValueError, match="last date"):
+        core.controls.clock.advance(days=3_000_000)
