@@ -144,6 +144,8 @@ SERVER_LIMITS = {
     "maxDelayedSend": 7 * 86400,      # RFC 8621 §1.3.2: the longest FUTURERELEASE hold
     "maxRecipients": 100,             # RFC 8621 §7.5 tooManyRecipients' maxRecipients
     "maxSizeSubmission": 25_000_000,  # RFC 8621 §7.5 tooLarge's maxSize for sending
+    "mailQuotaOctets": 10 * 2 ** 30,  # RFC 9425 (12.2): a new account's hard limits
+    "mailQuotaCount": 1_000_000,
 }
 # RFC 4790 collations we implement (RFC 8620 §5.5 "collation").
 COLLATIONS = ("i;ascii-casemap", "i;ascii-numeric", "i;unicode-casemap")
@@ -1079,8 +1081,9 @@ class Store:
                                   "WHERE id = ?", (account_id,)).fetchone()
         return Account(row[0], row[1], row[2], bool(row[3])) if row else None
 
-    def add_hidden_account(self, account_id: str, name: str) -> None:
-        """An account listed for no user (owner ''): where a per-user type's objects live."""
+    def add_unowned_account(self, account_id: str, name: str) -> None:
+        """An account no login owns (owner ''): a team's, reached through grant_access,
+        or a hidden one, where a per-user type's objects live (listed for nobody)."""
         self.db.execute("INSERT OR IGNORE INTO account (id, name, owner) VALUES (?, ?, '')",
                         (account_id, name))
 
@@ -1097,11 +1100,6 @@ class Store:
                 "AND g.user_name = ?1 WHERE a.owner = ?1 OR g.user_name IS NOT NULL "
                 "ORDER BY a.owner != ?1, a.rowid", (user_name,)).fetchall()
         return [Account(r[0], r[1], r[2], bool(r[3])) for r in rows]
-
-    def add_shared_account(self, account_id: str, name: str) -> None:
-        """An account no login owns (a team's), reached through grant_access."""
-        self.db.execute("INSERT INTO account (id, name, owner) VALUES (?, ?, '')",
-                        (account_id, name))
 
     def grant_access(self, account_id: str, user_name: str, read_only: bool = False) -> None:
         self.db.execute("INSERT INTO account_access (account_id, user_name, read_only) "
@@ -1122,6 +1120,11 @@ class Store:
         row = self.db.execute("SELECT modseq FROM type_state WHERE account_id = ? AND type = ?",
                               (account_id, type_name)).fetchone()
         return row[0] if row else 0
+
+    def type_states(self, account_id: str) -> dict[str, int]:
+        """Every type's modseq in the account (what a full StateChange reports)."""
+        return dict(self.db.execute("SELECT type, modseq FROM type_state WHERE account_id = ?",
+                                    (account_id,)).fetchall())
 
     def tombstone_floor(self, account_id: str) -> int:
         row = self.db.execute("SELECT tombstone_floor FROM account WHERE id = ?",
@@ -1364,7 +1367,9 @@ class Store:
             "AND send_at <= ? ORDER BY send_at", (now,))]
 
     def next_send_at(self) -> float | None:
-        row = self.db.execute("SELECT min(send_at) FROM outgoing WHERE state = 'pending'").fetchone()
+        with self.lock:  # read by the timer thread too: never inside another's transaction
+            row = self.db.execute("SELECT min(send_at) FROM outgoing WHERE state = 'pending'"
+                                  ).fetchone()
         return row[0]
 
     def finish_outgoing(self, account_id: str, submission_id: str, state: str) -> None:
@@ -1766,8 +1771,13 @@ class JmapCore:
             self.store.purge_blobs(now)
 
     def run_due_work(self) -> None:
+        """What became due (held sends); a failure there is the server's, logged, and
+        never the answer to the request that happened to come along."""
         for work in DUE_WORK:
-            work(self)
+            try:
+                work(self)
+            except Exception:
+                log.error("due work failed:\n%s", traceback.format_exc())
 
     def _publish(self, touched: dict[str, dict[str, int]]) -> None:
         changed = {account: {type_: self.state_string(modseq) for type_, modseq in types.items()}
@@ -2057,6 +2067,10 @@ class SetContext:
         self.destroying: set[str] = set()
         self.now = call.core.now()
         self.touched: dict[str, set[str]] = {}  # type -> ids whose computed values changed
+        # what a type's hooks hand each other within the call (named here, set there)
+        self.parsed, self.parsed_blob = None, None   # Email: the message being created
+        self.queued: dict[str, tuple] = {}           # EmailSubmission: sends to queue
+        self.succeeded: dict[str, str] = {}          # EmailSubmission: id -> its emailId
 
     def flush_touched(self) -> None:
         """One new modseq per object whose counts changed, however many writes did it."""
@@ -2163,7 +2177,7 @@ class DataType:
         shown = {object_id: dict(record)}
         self.compute(call, account, shown)
         full = present(self, object_id, shown[object_id], self.properties)
-        return {k: v for k, v in full.items() if given.get(k, MISSING) != v}
+        return {k: v for k, v in full.items() if not json_identical(given.get(k, MISSING), v)}
 
     def after_write(self, context: "SetContext", object_id: str, record: dict | None,
                     existing: dict | None) -> None:
@@ -2528,7 +2542,7 @@ def _update_one(context: SetContext, object_id: str, patch: Any) -> dict | None:
     # including a patched value the server narrowed (validate may do that)
     asked = {**patched, **changed}
     unasked = {k: v for k, v in after[object_id].items() if k in datatype_.properties
-               and v != asked.get(k, MISSING)}
+               and not json_identical(v, asked.get(k, MISSING))}
     return unasked or None
 
 
@@ -2790,6 +2804,14 @@ def blob_content(store: Store, blob_id: str) -> bytes | None:
         if data is not None:
             break
     return data
+
+
+def held_blob(store: Store, account_id: str, blob_id: str, now: float) -> bytes | None:
+    """The blob's octets if the account holds it (an account reaches a blob only
+    through its refs, RFC 8620 §6), else None."""
+    if store.blob_type(account_id, blob_id, now) is None:
+        return None
+    return blob_content(store, blob_id)
 
 
 def download_blob(core: JmapCore, user: User, account_id: str, blob_id: str) -> tuple[bytes, str]:
@@ -4173,7 +4195,7 @@ class Email(DataType):
                     "receivedAt": format_utc(context.call.core.clock.now())}
             given = {k: v for k, v in given.items()
                      if not k.startswith("header:") and k not in COMPOSED_PROPERTIES}
-        if getattr(context, "parsed_blob", None) != base["blobId"]:
+        if context.parsed_blob != base["blobId"]:
             raw = blob_content(context.store, base["blobId"]) or b""
             context.parsed, context.parsed_blob = parse_email(raw), base["blobId"]
             base["threadId"] = thread_for_message(context, context.parsed)
@@ -4447,8 +4469,7 @@ def _import_one(context: SetContext, creation_id: str, entry: Any) -> dict:
     if problems:
         raise SetError.invalid_properties(problems, f"{problems[0]}: missing or invalid")
     blob_id = context.call.resolve_creation_id(entry["blobId"]) or entry["blobId"]  # RFC 9404
-    raw = (blob_content(context.store, blob_id)
-           if context.store.blob_type(context.account.id, blob_id, context.now) else None)
+    raw = held_blob(context.store, context.account.id, blob_id, context.now)
     if raw is None:  # RFC 8621 §4.8: an unknown blobId is invalidProperties
         raise SetError.invalid_properties(["blobId"], f"blobId: no blob {entry['blobId']!r}")
     return import_message(context, creation_id, raw, blob_id, entry["mailboxIds"],
@@ -4480,7 +4501,7 @@ def import_message(context: SetContext, creation_id: str, raw: bytes, blob_id: s
     return {"id": shown["id"], "blobId": blob_id, "threadId": thread_id, "size": len(raw)}
 
 
-# 9.3.6 Email/set create: building the message (RFC 8621 §4.6).
+# 9.3.5 Email/set create: building the message (RFC 8621 §4.6).
 
 COMPOSE_POLICY = email.policy.SMTP  # CRLF line ends, folded headers, 7-bit safe
 ADDRESS_PROPERTIES = {"from": "From", "to": "To", "cc": "Cc", "bcc": "Bcc",
@@ -4658,6 +4679,7 @@ class Composer:
         self.context, self.given = context, given
         self.values = given.get("bodyValues") or {}
         self.missing_blobs: list[str] = []
+        self.boundaries = 0  # multiparts written so far: each boundary derives from it
 
     def message(self) -> bytes:
         self._check_shape()
@@ -4748,7 +4770,7 @@ class Composer:
         for part in parts:
             container.attach(part)
         # the same create writes the same octets (the library's boundaries are random)
-        self.boundaries = getattr(self, "boundaries", 0) + 1
+        self.boundaries += 1
         seed = json.dumps(self.given, sort_keys=True, default=str) + str(self.boundaries)
         container.set_boundary("=_jmapd_" + hashlib.sha256(seed.encode()).hexdigest()[:32])
         return container
@@ -4769,7 +4791,7 @@ class Composer:
         media_type = spec.get("type", default_type).lower()
         wrong = [k for k, kind in PART_TYPES.items() if spec.get(k) is not None
                  and not kind.accepts(spec[k])]
-        wrong += [k for k in spec if k not in BODY_PART_FIELDS and k != "size" and not (
+        wrong += [k for k in spec if k not in BODY_PART_FIELDS and not (
             k.startswith("header:") and not k.lower().startswith(
                 "header:content-transfer-encoding"))]  # §4.6: no headers, no CTE
         if wrong:
@@ -4798,8 +4820,7 @@ class Composer:
         part = email.message.EmailMessage(policy=COMPOSE_POLICY)
         context = self.context
         blob_id = context.call.resolve_creation_id(str(spec["blobId"])) or str(spec["blobId"])
-        held = context.store.blob_type(context.account.id, blob_id, context.now)
-        data = blob_content(context.store, blob_id) if held else None
+        data = held_blob(context.store, context.account.id, blob_id, context.now)
         if data is None:
             self.missing_blobs.append(str(spec["blobId"]))
             data = b""
@@ -4833,7 +4854,7 @@ class Composer:
                 for field, text in header_fields(name, value):
                     set_header(part, field, text)
 
-# 9.3.5 Email/parse (RFC 8621 §4.9).
+# 9.3.6 Email/parse (RFC 8621 §4.9).
 
 EMAIL_PARSE_PROPERTIES = ("messageId", "inReplyTo", "references", "sender", "from", "to", "cc",
                           "bcc", "replyTo", "subject", "sentAt", "hasAttachment", "preview",
@@ -4860,8 +4881,7 @@ def email_parse(call: MethodCall, args: Args) -> dict:
     body_properties = _body_properties(extra["bodyProperties"])
     parsed, not_parsable, not_found = {}, [], []
     for blob_id in dict.fromkeys(blob_ids):
-        held = call.store.blob_type(account.id, blob_id, call.core.now())
-        raw = blob_content(call.store, blob_id) if held else None
+        raw = held_blob(call.store, account.id, blob_id, call.core.now())
         message = parse_email(raw) if raw is not None else None
         if message is None:
             not_found.append(blob_id)
@@ -5359,7 +5379,7 @@ class EmailSubmission(DataType):
         send_at = check_envelope(context.call.core, envelope, identity["email"], context.now)
         recipients = list(dict.fromkeys(a["email"] for a in envelope["rcptTo"]))
         message, message_id = submitted_message(context.call.core, raw, headers)
-        context.queued = {**getattr(context, "queued", {}), object_id: (
+        context.queued = {**context.queued, object_id: (
             store.put_blob(message), message_id, envelope["mailFrom"]["email"], recipients,
             send_at)}
         status = {"smtpReply": "250 2.0.0 queued", "delivered": "queued", "displayed": "unknown"}
@@ -5393,7 +5413,7 @@ class EmailSubmission(DataType):
 
     def after_write(self, context: SetContext, object_id: str, record: dict | None,
                     existing: dict | None) -> None:
-        context.succeeded = {**getattr(context, "succeeded", {}),
+        context.succeeded = {**context.succeeded,
                              object_id: (record or existing)["emailId"]}
         account_id = context.account.id
         if existing is None:
@@ -5403,7 +5423,8 @@ class EmailSubmission(DataType):
             if record["undoStatus"] == "final":
                 for send in SEND_SUBMISSION:
                     send(context.call.core, account_id, object_id)
-        elif record and record["undoStatus"] == "canceled" != existing["undoStatus"]:
+        elif record and record["undoStatus"] == "canceled" and \
+                existing["undoStatus"] != "canceled":
             context.store.finish_outgoing(account_id, object_id, "canceled")
 
     def created_view(self, call: MethodCall, account: Account, object_id: str, record: dict,
@@ -5414,7 +5435,7 @@ class EmailSubmission(DataType):
 
     def after_set(self, context: SetContext, response: dict) -> None:
         """§7.5: one implicit Email/set for the submissions that succeeded."""
-        succeeded = getattr(context, "succeeded", {})
+        succeeded = context.succeeded
         def email_of(reference: str) -> str | None:
             return succeeded.get(context.call.resolve_creation_id(reference) or "")
         updates = context.extra["onSuccessUpdateEmail"] or {}
@@ -5480,7 +5501,8 @@ ACCOUNT_SETUP.append(create_vacation_response)
 # 10. Delivery
 # =============================================================================
 # The one path every message takes. Arriving mail (the embedding API's deliver(),
-# EmailSubmission to a local user, a vacation reply, later SMTP and Sieve) is stored,
+# EmailSubmission to a local user, a vacation reply or redirect; an SMTP listener
+# would come in here too, and Sieve through DELIVERY_FILTERS) is stored,
 # then imported through the public core into the Inbox, so filing, threading,
 # counts and state changes are those of any Email/import; then the recipient's
 # vacation response may answer (RFC 3834, RFC 5230), and a report (MDN or DSN)
@@ -5867,6 +5889,15 @@ def parse_event_source_query(query: str) -> tuple[set[str] | None, bool, int]:
     return wanted, close_after == "state", seconds
 
 
+def merge_changed(*maps: dict) -> dict[str, dict[str, str]]:
+    """{accountId: {type: state}} maps folded into one, a later state winning (§7.1)."""
+    merged: dict[str, dict[str, str]] = {}
+    for changed in maps:
+        for account_id, states in changed.items():
+            merged.setdefault(account_id, {}).update(states)
+    return merged
+
+
 def state_change(core: JmapCore, user: User, changed: dict[str, dict[str, str]],
                  types: set[str] | None) -> dict | None:
     """The StateChange (§7.1) the user may see of one feed entry, or None."""
@@ -5882,9 +5913,8 @@ def current_state_change(core: JmapCore, user: User, types: set[str] | None) -> 
     changed = {}
     with core.store.transaction():
         for account in core.store.accounts_of(user.name):
-            rows = core.store.db.execute("SELECT type, modseq FROM type_state WHERE "
-                                         "account_id = ?", (account.id,))
-            changed[account.id] = {t: core.state_string(m) for t, m in rows}
+            changed[account.id] = {type_: core.state_string(modseq) for type_, modseq
+                                   in core.store.type_states(account.id).items()}
     return state_change(core, user, changed, types)
 
 
@@ -6006,7 +6036,7 @@ class PushSubscription(DataType):
 
     def user_account(self, call: MethodCall) -> Account:
         account_id = push_account_id(call.user.name)
-        call.store.add_hidden_account(account_id, f"push subscriptions of {call.user.name}")
+        call.store.add_unowned_account(account_id, f"push subscriptions of {call.user.name}")
         return Account(account_id, account_id, call.user.name, False)
 
     def render(self, call: MethodCall, account: Account, records: dict[str, dict],
@@ -6061,10 +6091,8 @@ class PushMessage:
 
 def merge_state_changes(older: dict, newer: dict) -> dict:
     """§7: StateChanges not yet sent coalesce; the later state of each type wins."""
-    changed = {account: dict(states) for account, states in older["changed"].items()}
-    for account, states in newer["changed"].items():
-        changed.setdefault(account, {}).update(states)
-    return {"@type": "StateChange", "changed": changed}
+    return {"@type": "StateChange", "changed": merge_changed(older["changed"],
+                                                             newer["changed"])}
 
 
 class PushOutbox:
@@ -6187,13 +6215,6 @@ capability(URN_BLOB, lambda core: {}, lambda core, account: {
 })
 
 
-def readable_blob(call: MethodCall, account: Account, blob_id: str) -> bytes | None:
-    """The blob's octets if the account holds it (section 7's rule), else None."""
-    if call.store.blob_type(account.id, blob_id, call.core.now()) is None:
-        return None
-    return blob_content(call.store, blob_id)
-
-
 @method("Blob/upload", capability=URN_BLOB)
 def blob_upload(call: MethodCall, args: Args) -> dict:
     """RFC 9404 §4.1: create blobs from data sources; each joins the createdIds."""
@@ -6287,7 +6308,7 @@ def _blob_range(call: MethodCall, account: Account, source: dict, where: str) ->
         raise SetError.invalid_properties(["data"], f"{where}: blobId must be an Id, offset "
                                           "and length UnsignedInt|null")
     blob_id = call.resolve_creation_id(reference)
-    octets = readable_blob(call, account, blob_id) if blob_id else None
+    octets = held_blob(call.store, account.id, blob_id, call.core.now()) if blob_id else None
     if octets is None:
         raise SetError("blobNotFound", f"{where}: no blob {reference!r}", notFound=[reference])
     start = offset or 0
@@ -6317,7 +6338,7 @@ def blob_get(call: MethodCall, args: Args) -> dict:
     found, not_found = [], []
     for requested in ids:
         blob_id = call.resolve_creation_id(requested)
-        octets = readable_blob(call, account, blob_id) if blob_id else None
+        octets = held_blob(call.store, account.id, blob_id, call.core.now()) if blob_id else None
         if octets is None:
             not_found.append(requested)
         else:
@@ -6404,8 +6425,6 @@ def _lookup_type(call: MethodCall, name: str) -> DataType:
 # mailQuotaOctets/mailQuotaCount), a seed file's "quota", or set_mail_quota().
 
 URN_QUOTA = "urn:ietf:params:jmap:quota"  # RFC 9425 §2.1
-SERVER_LIMITS.update({"mailQuotaOctets": 10 * 2 ** 30,  # a new account's hard limits
-                      "mailQuotaCount": 1_000_000})
 QUOTA_WARN_SHARE, QUOTA_SOFT_SHARE = 0.8, 0.9  # warnLimit, softLimit: shares of hardLimit
 MAIL_QUOTAS = {  # Quota id -> (resourceType, its limit's name, its name)
     "Qoctets": ("octets", "mailQuotaOctets", "Mail storage"),
@@ -6859,8 +6878,7 @@ def mdn_parse(call: MethodCall, args: Args) -> dict:
         raise MethodError("requestTooLarge", f"blobIds: more than {limit}")
     parsed, not_parsable, not_found, now = {}, [], [], call.core.now()
     for blob_id in dict.fromkeys(blob_ids):
-        raw = (blob_content(call.store, blob_id)
-               if call.store.blob_type(account.id, blob_id, now) else None)
+        raw = held_blob(call.store, account.id, blob_id, now)
         mdn = parse_mdn(raw) if raw is not None else None
         if raw is None:
             not_found.append(blob_id)
@@ -7354,25 +7372,16 @@ def parse_push_state(push_state: str, epoch: str) -> int | None:
     return int(sequence) if tag == epoch and sequence.isdigit() else None
 
 
-def changes_since(entries: list[tuple[int, dict]]) -> dict[str, dict[str, str]]:
-    """Feed entries folded into one {accountId: {type: newest state}} (§4.3.5.2 replay)."""
-    merged: dict[str, dict[str, str]] = {}
-    for _, changed in entries:
-        for account_id, states in changed.items():
-            merged.setdefault(account_id, {}).update(states)
-    return merged
-
-
 # =============================================================================
 # 14. Network I/O
 # =============================================================================
 # The HTTP/1.1 transport (threaded, keep-alive) over the sans-IO core: routing,
 # authentication (Basic and Bearer), CORS, request bodies, problem details, the
-# PushSubscription deliverer (threads that POST what PushOutbox owes), the WebSocket
-# connection loop (14.1), and serve() with the JmapServer it returns (14.2). Every
-# error answer consumes or discards the request body (or closes the connection), so
-# a rejected body is never read as the next request; no error body carries a
-# traceback, path, SQL or version.
+# EventSource; the WebSocket connection loop (14.1); the SMTP relay and the
+# PushSubscription deliverer that carry out what the core left as data (14.2); and
+# serve() with the JmapServer it returns (14.3). Every error answer consumes or
+# discards the request body (or closes the connection), so a rejected body is never
+# read as the next request; no error body carries a traceback, path, SQL or version.
 
 MAX_DISCARD = 64_000_000  # an unread body up to this size is drained and the connection
                           # kept; a larger one is drained too, then the connection closed
@@ -7432,15 +7441,6 @@ def encode_json(value: Any) -> bytes:
 
 def is_json_media_type(value: str | None) -> bool:
     return (value or "").split(";")[0].strip().lower() == "application/json"
-
-
-def media_type_parameter(value: str | None, name: str) -> str | None:
-    """One parameter of a Content-Type value (RFC 9110 §8.3.1), unquoted; None if absent."""
-    for parameter in (value or "").split(";")[1:]:
-        key, _, given = parameter.partition("=")
-        if key.strip().lower() == name:
-            return given.strip().strip('"')
-    return None
 
 
 def decode_segment(raw: str) -> str:
@@ -7866,7 +7866,7 @@ def answer_api_request(handler: JmapHTTPHandler, build: Callable[[Any], Any] = l
     elif not is_json_media_type(handler.headers.get("Content-Type")):
         raise RequestError("notJSON", "Content-Type must be application/json")
     else:
-        charset = media_type_parameter(handler.headers.get("Content-Type"), "charset")
+        charset = parse_parameters(handler.headers.get("Content-Type") or "")[1].get("charset")
         if charset is not None and charset.lower() not in ("utf-8", "utf8"):
             core.lint("json-charset", f"Content-Type charset={charset} (read as UTF-8)",
                       lambda description: RequestError("notJSON", description))
@@ -8205,7 +8205,7 @@ class WebSocketConnection:
             if since == now:
                 return  # nothing happened since
             if since is not None and since < now and entries[0][0] <= since + 1:
-                missed = changes_since([entry for entry in entries if entry[0] > since])
+                missed = merge_changed(*(changed for seq, changed in entries if seq > since))
                 change = state_change(self.core, self.user, missed, self.push_types)
             else:
                 change = current_state_change(self.core, self.user, self.push_types)
@@ -8237,7 +8237,7 @@ class WebSocketConnection:
             self.pushed_through = fresh[-1][0]
             if not self.push_enabled:
                 return
-            change = state_change(self.core, self.user, changes_since(fresh), self.push_types)
+            change = state_change(self.core, self.user, merge_changed(*(changed for _, changed in fresh)), self.push_types)
             if change:
                 self.send_json({**change, "pushState": format_push_state(
                     self.epoch, self.pushed_through)})
@@ -8269,6 +8269,14 @@ class WebSocketConnection:
 # What the core produced as data (section 10's outbox, section 11's PushOutbox) is
 # carried out here, each on threads of its own, so a slow receiver never slows the API.
 
+def relay_address(address: str) -> tuple[str, int]:
+    """--relay HOST:PORT (an IPv6 host in brackets) as (host, port)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--relay {address!r}: HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
 def _mail_options(message: OutboxMessage) -> list[str]:
     """MAIL FROM parameters the octets need: SMTPUTF8 for UTF-8 addresses or headers
     (RFC 6531 §3.4), else BODY=8BITMIME for 8-bit content (RFC 6152 §2)."""
@@ -8291,10 +8299,7 @@ class SmtpRelay:
     ATTEMPTS, BACKOFF_SECONDS = 3, (1, 5)
 
     def __init__(self, core: JmapCore, address: str) -> None:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"--relay {address!r}: HOST:PORT")
-        self.core, self.host, self.port = core, host.strip("[]"), int(port)
+        self.core, (self.host, self.port) = core, relay_address(address)
         self.pending: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="jmapd-relay", daemon=True)
         self.thread.start()
@@ -8542,6 +8547,8 @@ class JmapServer:
                  push_policy: PushPolicy | None = None, control: bool = True) -> None:
         self.core = core
         core.allow_http_push = allow_http_push
+        if relay:
+            relay_address(relay)  # a bad --relay stops the start before anything is bound
         tls = None  # the system's CAs, made at the first https push (30 ms), plus --push-ca
         if push_ca:
             tls = ssl.create_default_context()
@@ -8712,7 +8719,7 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
     mail for outside recipients is forwarded to. Other arguments as for JmapCore,
     JmapServer and the CLI (allow_http_push is --allow-http-push: a dev-only deviation;
     control=False is --no-control: no /_jmapd/ control API). quirks: a real server
-    family's deviations to imitate, "cyrus" or "no-query-changes,..." (section 15.7);
+    family's deviations to imitate, "cyrus" or "no-query-changes,..." (section 15.6);
     pedantic: refuse what the RFCs do not allow a client, rather than warn (section 5).
     """
     core = _seeded_core(seed, db, clock, ids, limits)
@@ -8737,9 +8744,10 @@ def serve(seed: str | None = "demo", *, host: str = "127.0.0.1", port: int = 0,
 # =============================================================================
 # What a client's test suite needs from a fake server: faults real servers rarely
 # show, a request log, the outbox parsed, a clock to move, accounts on demand,
-# reset/snapshot/restore, and real servers' quirks to imitate (15.7). DevControls takes the place of the core's Controls seam
-# (section 5) in every core; JmapServer (14) delegates to it, and /_jmapd/... serves
-# the same over HTTP for clients in any language. A fault answers exactly as the
+# reset/snapshot/restore, and real servers' quirks to imitate (15.6). DevControls
+# takes the place of the core's Controls seam (section 5) in every core; JmapServer
+# (14) delegates to it, and /_jmapd/... (15.7) serves the same over HTTP for clients
+# in any language. A fault answers exactly as the
 # spec's error would from a real server; the core stays sans-IO (14 drops sockets).
 
 CONTROL_PREFIX = "/_jmapd"
@@ -9344,7 +9352,7 @@ class DevControls(Controls):
             self.deliver(message, to=user.name)
         return user
 
-    # -- quirks and lint (15.7, section 5) --
+    # -- quirks and lint (15.6, section 5) --
 
     def set_quirks(self, spec: "str | Iterable[str] | None") -> Any:
         """Imitate these quirk profiles and quirks from now on (None: strict RFC);
@@ -9443,7 +9451,7 @@ class DevControls(Controls):
 CORE_SETUP.append(lambda core: setattr(core, "controls", DevControls(core)))
 
 
-# --- 15.7 Quirk profiles: real servers' documented deviations ----------------------
+# --- 15.6 Quirk profiles: real servers' documented deviations ----------------------
 # Clients carry workarounds for servers that deviate from the RFCs; a quirk makes
 # jmapd deviate the same way, so the workaround gets tested. Each quirk names the
 # servers and the public report it comes from (README has the table); a profile is a
@@ -9607,7 +9615,7 @@ class QuirkSet(Quirks):
         return "error", error
 
 
-# --- 15.6 The control API: /_jmapd/... (JSON over HTTP, for any language) -------------
+# --- 15.7 The control API: /_jmapd/... (JSON over HTTP, for any language) -------------
 # No credentials: jmapd is a dev server on loopback by default, and its demo logins
 # are published, so a password here would protect nothing; what it would cost is
 # every harness in every language juggling one more secret. --no-control (serve(
@@ -9784,7 +9792,7 @@ def control_set_clock(controls: DevControls, body: dict, params: dict) -> tuple[
 
 @control_route("GET", "/quirks")
 def control_quirks(controls: DevControls, body: dict, params: dict) -> tuple[int, Any]:
-    """The active quirks and lint mode, and the catalogue to choose from (15.7)."""
+    """The active quirks and lint mode, and the catalogue to choose from (15.6)."""
     return 200, {**_quirks_json(controls), "catalogue": {
         "profiles": {name: {"product": product, "quirks": list(names)}
                      for name, (product, names) in QUIRK_PROFILES.items()},
@@ -9934,7 +9942,9 @@ def add_team_account(core: JmapCore, account_id: str, name: str,
     every account (standard mailboxes, VacationResponse, quotas, an Identity for the
     first member): what Email/copy between accounts needs until sharing (RFC 9670)."""
     with core.store.transaction():
-        core.store.add_shared_account(account_id, name)
+        if core.store.account(account_id) is not None:
+            raise ValueError(f"account {account_id!r} exists")
+        core.store.add_unowned_account(account_id, name)
         for member in members:
             core.store.grant_access(account_id, member)
         first = dataclasses.replace(core.user(members[0]), account_id=account_id)
