@@ -10934,6 +10934,16 @@ if pytest is not None:
         yield server
         server.stop()
 
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(item: Any, call: Any) -> Iterator[None]:
+        """A failed test that used jmap_server shows the server's last requests (the
+        request log of section 15) under the failure, as "jmapd requests"."""
+        outcome = yield
+        report = outcome.get_result()
+        server = getattr(item, "funcargs", {}).get("jmap_server")
+        if report.failed and server is not None and report.when == "call":
+            report.sections.append(("jmapd requests", server.requests.format(last=20)))
+
     @pytest.fixture
     def jmap_client(jmap_server: JmapTestServer) -> Client:
         """A Client of jmap_server, logged in as alice (jmap_server.client("bob") for bob)."""

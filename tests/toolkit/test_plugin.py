@@ -164,6 +164,9 @@ def test_a_project_with_pytest_plugins_jmapd_gets_the_fixtures_and_marker(projec
         "*test_an_unexpected_method_error_fails_with_its_type*",
         "*CallError: Mailbox/get failed: accountNotFound: accountId: no account 'nobody'*",
     ])
+    result.stdout.fnmatch_lines([  # the server's request log, shown under the failure
+        "*- jmapd requests -*", "*POST /jmap/api -> 200 (alice*",
+        '*> ?"Mailbox/get",{"accountId":"nobody"},"c0"?', '*< ?"error",{"type":"accountNotFound"*'])
     result.stdout.fnmatch_lines([
         "*ERROR at setup of test_a_misspelt_option_is_a_setup_error*",
         "jmap_server: unknown jmapd option 'sed'; the options are "
