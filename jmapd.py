@@ -1816,12 +1816,23 @@ class JmapCore:
 
     @contextlib.contextmanager
     def collect_findings(self) -> Iterator[list[dict]]:
-        """The lint warnings of what runs inside, in this thread (a transport's request)."""
-        saved, self._findings.warnings = getattr(self._findings, "warnings", None), []
+        """The lint warnings of what runs inside, in this thread (a transport's request);
+        the dev faults that fired meanwhile are in fired_faults()."""
+        saved = getattr(self._findings, "warnings", None), getattr(self._findings, "faults", None)
+        self._findings.warnings, self._findings.faults = [], []
         try:
             yield self._findings.warnings
         finally:
-            self._findings.warnings = saved
+            self._findings.warnings, self._findings.faults = saved
+
+    def note_fault(self, description: str) -> None:
+        """A dev fault (section 15) acted on the request this thread is answering."""
+        faults = getattr(self._findings, "faults", None)
+        if faults is not None:
+            faults.append(description)
+
+    def fired_faults(self) -> list[str]:
+        return list(getattr(self._findings, "faults", None) or [])
 
     # -- users and accounts --
 
@@ -7614,7 +7625,8 @@ class JmapHTTPHandler(http.server.BaseHTTPRequestHandler):
             "status": self.status, "user": self.user.name if self.user else None,
             "durationMs": round((time.monotonic() - started) * 1000, 3),
             "request": request, "response": response if response is not None else self.problem,
-            "fault": self.fault.name if self.fault else None, "warnings": list(self.warnings)})
+            "fault": self.fault.name if self.fault else
+            ", ".join(self.server.core.fired_faults()) or None, "warnings": list(self.warnings)})
         if self.warnings:
             self.trace("warnings (--pedantic refuses these)", self.warnings)
 
@@ -8173,12 +8185,13 @@ class WebSocketConnection:
                     reply = websocket_response(response, request_id)
                 except RequestError as error:
                     reply = websocket_request_error(error, request_id)
+                fired = self.core.fired_faults()
             self.send_json(reply)
             self.core.controls.record({  # the request log (section 15), as for HTTP
                 "transport": "ws", "method": "Request", "path": WEBSOCKET_PATH,
                 "status": reply.get("status", 200), "user": self.user.name,
                 "durationMs": round((time.monotonic() - started) * 1000, 3),
-                "request": request, "response": reply, "fault": None,
+                "request": request, "response": reply, "fault": ", ".join(fired) or None,
                 "warnings": list(warnings)})
         except Exception:  # a bug: logged, answered without detail, the socket lives on
             log.error("WebSocket request failed:\n%s", traceback.format_exc())
@@ -8981,6 +8994,7 @@ class Faults:
         self._check_expired(call.name, arguments)
         for rule in self._take(lambda r: bool(r.methods) and r.matches_call(call.name,
                                                                           arguments)):
+            self.core.note_fault(f"{rule.fault} {call.name}")  # for the request log
             if rule.fault == "latency":
                 time.sleep(rule.options["ms"] / 1000)
             elif rule.fault == "has_more_changes":

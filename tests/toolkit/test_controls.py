@@ -520,3 +520,12 @@ def test_reset_brings_back_real_time_and_the_starting_quirks(demo_template):
 def test_a_clock_advance_past_the_calendar_is_refused(core):
     with pytest.raises(ValueError, match="last date"):
         core.controls.clock.advance(days=3_000_000)
+
+
+def test_a_method_fault_is_named_in_the_request_log(server, web):
+    """The log says which fault hit a request, method-level ones too ([fault: ...])."""
+    server.faults.fail("Mailbox/get", error="forbidden")
+    web.api([["Mailbox/get", {"accountId": "alice"}, "0"]])
+    entry = server.requests.recent()[-1]
+    assert entry["fault"] == "fail Mailbox/get"
+    assert "[fault: fail Mailbox/get]" in server.requests.format(last=1)
