@@ -6304,6 +6304,8 @@ def _source_octets(call: MethodCall, account: Account, source: Any, where: str) 
             raise ValueError("not a String")
         if kinds == ["data:asText"]:
             return value.encode("utf-8")  # a lone surrogate is no UTF-8
+        if "=" in value and len(value) % 4:  # RFC 4648 §3.2: padding is whole or absent
+            raise ValueError("partial padding")
         padded = value + "=" * (-len(value) % 4) if len(value) % 4 != 1 else value
         return base64.b64decode(padded, validate=True)
     except (ValueError, UnicodeError) as error:

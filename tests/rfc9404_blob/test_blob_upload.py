@@ -294,3 +294,10 @@ def test_more_creations_than_max_objects_in_set_is_request_too_large(core, jmap)
     core.limits["maxObjectsInSet"] = 2
     assert jmap.error("Blob/upload", {"accountId": "alice", "create": {
         str(i): {"data": []} for i in range(3)}}, using=USING) == "requestTooLarge"
+
+
+@pytest.mark.parametrize("value", ["YQ=", "YXQ=A", "Y==="])
+def test_partial_base64_padding_is_invalid(jmap, value):
+    """RFC 4648 §3.2: padding is whole (to four characters) or left out, never partial."""
+    error = not_created(jmap, {"data:asBase64": value})
+    assert (error["type"], error["properties"]) == ("invalidProperties", ["data"])
