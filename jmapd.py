@@ -7465,6 +7465,20 @@ def decode_segment(raw: str) -> str:
     return urllib.parse.unquote(raw, errors="strict")
 
 
+TCP_KEEPALIVE = (60, 10, 3)  # idle seconds, probe interval, probes: a dead peer in ~90 s
+
+
+def enable_keepalive(connection: socket.socket) -> None:
+    """TCP keepalive, so a push connection whose peer vanished without a FIN (a laptop
+    closed, a network gone) ends within about 90 s instead of holding its thread."""
+    with contextlib.suppress(OSError, AttributeError):
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in zip(("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"),
+                                 TCP_KEEPALIVE):
+            if hasattr(socket, option):  # Linux names; elsewhere the system's defaults
+                connection.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 class JmapHTTPServer(http.server.ThreadingHTTPServer):
     """ThreadingHTTPServer with a core, options, and the open connections it can close."""
     daemon_threads = True
@@ -7484,6 +7498,7 @@ class JmapHTTPServer(http.server.ThreadingHTTPServer):
         super().__init__(address, JmapHTTPHandler)
 
     def finish_request(self, request: socket.socket, client_address: tuple) -> None:
+        enable_keepalive(request)
         with self.connections_lock:
             self.connections.add(request)
         try:

@@ -8,6 +8,7 @@ import base64
 import json
 import platform
 import socket
+import time
 
 import pytest
 
@@ -634,3 +635,19 @@ def test_a_head_request_on_the_session_has_headers_and_no_body(raw):
     assert status == 200 and json.loads(body)["username"] == "alice"
     announced = [line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
     assert announced == [b"Content-Length: %d" % len(body)]
+
+
+def test_connections_have_tcp_keepalive_so_vanished_push_peers_end(server):
+    """A push stream whose client vanished without a FIN must not hold its thread for
+    ever: the server's sockets probe idle peers (about 90 s on Linux)."""
+    with socket.create_connection(server.httpd.server_address[:2], timeout=5) as sock:
+        sock.sendall(b"GET /.well-known/jmap HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.recv(4096)
+        for _ in range(100):
+            if server.httpd.connections:
+                break
+            time.sleep(0.01)
+        [connection] = list(server.httpd.connections)
+        assert connection.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
