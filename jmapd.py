@@ -1069,6 +1069,13 @@ class Store:
                                   "WHERE name = ?", (name,)).fetchone()
         return User(*row) if row else None
 
+    def user_by_email(self, address: str) -> User | None:
+        """The user whose address this is, case-insensitively."""
+        with self.lock:
+            row = self.db.execute("SELECT name, password, token, email, account_id, full_name "
+                                  "FROM user WHERE lower(email) = lower(?)", (address,)).fetchone()
+        return User(*row) if row else None
+
     def user_by_token(self, token: str) -> User | None:
         with self.lock:
             row = self.db.execute("SELECT name, password, token, email, account_id, full_name FROM user "
@@ -1853,7 +1860,7 @@ class JmapCore:
         with self.store.transaction():
             if self.store.user(name):
                 raise ValueError(f"user {name!r} exists")
-            if any(u.email.lower() == email.lower() for u in self.store.users()):
+            if self.store.user_by_email(email):
                 raise ValueError(f"the address {email} is another user's")
             account_id = account_id_for(name, lambda i: self.store.account(i) is not None)
             user = User(name, password, token if token is not None else f"token-{name}",
@@ -2896,6 +2903,17 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([QqBb])\?([^?\s]*)\?=
 _LINE_END = re.compile(rb"\r?\n")
 
 
+def field_values(headers: list[tuple[str, str]], name: str) -> list[str]:
+    """The raw value of every instance of a header field, in order (name lower-case)."""
+    return [value for field, value in headers if field.lower() == name]
+
+
+def last_field(headers: list[tuple[str, str]], name: str) -> str | None:
+    """The last instance of a header field, raw (RFC 8621 §4.1.3), or None."""
+    values = field_values(headers, name)
+    return values[-1] if values else None
+
+
 @dataclasses.dataclass(slots=True)
 class MimePart:
     """One MIME entity: headers, type, and where its (encoded) body lies in the raw octets."""
@@ -2909,8 +2927,7 @@ class MimePart:
 
     def header(self, name: str) -> str | None:
         """The last instance of a header field, raw (RFC 8621 §4.1.3)."""
-        values = [v for n, v in self.headers if n.lower() == name]
-        return values[-1] if values else None
+        return last_field(self.headers, name)
 
 
 def decode_raw_header(octets: bytes) -> str:
@@ -3473,8 +3490,7 @@ class ParsedEmail:
     subject: str | None = None          # header:Subject:asText, once someone needs it
 
     def header(self, name: str) -> str | None:
-        values = [v for n, v in self.headers if n.lower() == name]
-        return values[-1] if values else None
+        return last_field(self.headers, name)
 
 
 def parse_email(raw: bytes) -> ParsedEmail:
@@ -3882,7 +3898,7 @@ def parse_header_property(name: str) -> tuple[str, str, bool] | None:
 def header_value(headers: list, name: str, form: str, all_: bool) -> Any:
     """A header property's value from [(name, raw)] (RFC 8621 §4.1.3)."""
     parse, name = HEADER_FORMS[form], name.lower()
-    raws = [raw for field, raw in headers if field.lower() == name]
+    raws = field_values(headers, name)
     if all_:
         return [parse(raw) for raw in raws]
     return parse(raws[-1]) if raws else None  # the last instance (RFC 8621 §4.1.3)
@@ -4782,9 +4798,15 @@ class Composer:
             container.attach(part)
         # the same create writes the same octets (the library's boundaries are random)
         self.boundaries += 1
-        seed = json.dumps(self.given, sort_keys=True, default=str) + str(self.boundaries)
+        seed = f"{self.fingerprint}.{self.boundaries}"
         container.set_boundary("=_jmapd_" + hashlib.sha256(seed.encode()).hexdigest()[:32])
         return container
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """The create's digest, computed once (its bodyValues may be megabytes)."""
+        given = json.dumps(self.given, sort_keys=True, default=str)
+        return hashlib.sha256(given.encode("utf-8", "surrogatepass")).hexdigest()
 
     def _text_part(self, text: str, subtype: str) -> email.message.EmailMessage:
         """UTF-8, quoted-printable, and exactly the text (set_content would add a newline)."""
@@ -5061,18 +5083,21 @@ def is_mailbox_address(value: Any) -> bool:
     return isinstance(value, str) and len(value) <= 254 and SMTP_MAILBOX.fullmatch(value) is not None
 
 
+def _local_and_domain(address: str) -> tuple[str, str]:
+    local, _, domain = address.lower().rpartition("@")
+    return local, domain
+
+
 def address_allowed(allowed: str, address: str) -> bool:
     """Whether an Identity's email allows sending as address: the same address
     (case-insensitive), or any address of the domain for "*@domain" (RFC 8621 §6)."""
-    local, _, domain = allowed.lower().rpartition("@")
-    their_local, _, their_domain = address.lower().rpartition("@")
+    (local, domain), (their_local, their_domain) = map(_local_and_domain, (allowed, address))
     return their_domain == domain and (local == "*" or their_local == local)
 
 
 def may_send_as(owner_email: str, address: str) -> bool:
     """An account's owner may send as their address and its sub-addresses (RFC 5233)."""
-    local, _, domain = owner_email.lower().rpartition("@")
-    their_local, _, their_domain = address.lower().rpartition("@")
+    (local, domain), (their_local, their_domain) = map(_local_and_domain, (owner_email, address))
     return their_domain == domain and their_local.split("+", 1)[0] == local
 
 
@@ -5183,6 +5208,11 @@ def header_fields_removed(raw: bytes, names: set[str]) -> bytes:
     return b"".join(kept) + raw[position:]
 
 
+def delivery_status(smtp_reply: str, delivered: str) -> dict:
+    """A DeliveryStatus (§7): a synthetic SMTP reply; display unknown until an MDN says."""
+    return {"smtpReply": smtp_reply, "delivered": delivered, "displayed": "unknown"}
+
+
 def _nullable(type_: JmapType) -> JmapType:
     return JmapType(type_.name + "|null", lambda v: v is None or type_.accepts(v))
 
@@ -5201,7 +5231,7 @@ def forbid_sending(core: JmapCore, user: "User | str", reason: str | None) -> No
 def check_sendable(headers: list[tuple[str, str]], identity_email: str) -> None:
     """RFC 5322 §3.6 From/Sender rules (invalidEmail, listing every bad property),
     then whether the Identity allows the From addresses (forbiddenFrom, §7.5)."""
-    fields = {name: [v for n, v in headers if n.lower() == name] for name in ("from", "sender")}
+    fields = {name: field_values(headers, name) for name in ("from", "sender")}
     senders = [header_as_addresses(v) for v in fields["sender"]]
     authors = header_as_addresses(fields["from"][-1]) if fields["from"] else []
     problems = {}
@@ -5225,7 +5255,7 @@ def derived_envelope(headers: list[tuple[str, str]], identity_email: str) -> dic
     """§7 "If the envelope property is null or omitted": Sender or From, and the
     deduplicated To, Cc and Bcc addresses, no parameters."""
     def addresses(name: str) -> list[str]:
-        return [a["email"] for raw in (v for n, v in headers if n.lower() == name)
+        return [a["email"] for raw in field_values(headers, name)
                 for a in header_as_addresses(raw)]
     author = (addresses("sender") or addresses("from"))[:1]
     mail_from = author[0] if author and address_allowed(identity_email, author[0]) \
@@ -5393,12 +5423,12 @@ class EmailSubmission(DataType):
         context.queued = {**context.queued, object_id: (
             store.put_blob(message), message_id, envelope["mailFrom"]["email"], recipients,
             send_at)}
-        status = {"smtpReply": "250 2.0.0 queued", "delivered": "queued", "displayed": "unknown"}
         return {**record, "threadId": email["threadId"], "envelope": envelope,
                 "sendAt": format_utc(datetime.datetime.fromtimestamp(send_at,
                                                                      datetime.timezone.utc)),
                 "undoStatus": "pending" if send_at > context.now else "final",
-                "deliveryStatus": {r: dict(status) for r in recipients},
+                "deliveryStatus": {r: delivery_status("250 2.0.0 queued", "queued")
+                                   for r in recipients},
                 "dsnBlobIds": [], "mdnBlobIds": []}
 
     @staticmethod
@@ -5406,9 +5436,8 @@ class EmailSubmission(DataType):
         """Once canceled, no recipient's status is "queued": it will never leave."""
         if record["undoStatus"] != "canceled" or existing["undoStatus"] == "canceled":
             return record
-        return {**record, "deliveryStatus": {address: {
-            "smtpReply": "550 5.0.0 canceled by the sender before it was sent",
-            "delivered": "no", "displayed": "unknown"}
+        return {**record, "deliveryStatus": {address: delivery_status(
+            "550 5.0.0 canceled by the sender before it was sent", "no")
             for address in record.get("deliveryStatus") or {}}}
 
     def validate(self, context: SetContext, object_id: str, record: dict,
@@ -5549,7 +5578,9 @@ def user_for_address(core: JmapCore, recipient: str) -> User | None:
     found = core.store.user(recipient)
     if found:
         return found
-    return next((u for u in core.users() if may_send_as(u.email, recipient)), None)
+    local, domain = _local_and_domain(recipient)  # else the address without +detail
+    return core.store.user_by_email(recipient) or core.store.user_by_email(
+        f"{local.split('+', 1)[0]}@{domain}")
 
 
 def trace_fields(core: JmapCore, mail_from: str | None, via: str) -> bytes:
@@ -5586,6 +5617,9 @@ def deliver_message(core: JmapCore, raw: bytes, to: str | Iterable[str],
     recipients = [to] if isinstance(to, str) else list(to)
     if isinstance(keywords, str):  # one keyword given bare would become its letters
         raise ValueError("keywords: a list of keywords, e.g. [\"$seen\"]")
+    if mail_from not in (None, "") and not is_mailbox_address(mail_from):
+        # it becomes the Return-Path field: a line break there would forge header fields
+        raise ValueError(f"mail_from: {mail_from!r} is not an address (RFC 5321 §4.1.2)")
     delivered = {}
     for recipient in recipients:
         user = user_for_address(core, recipient)
@@ -5646,24 +5680,20 @@ def send_message(core: JmapCore, mail_from: str, recipients: Iterable[str], raw:
         user = user_for_address(core, recipient)
         if user is None:
             elsewhere.append(recipient)
-            statuses[recipient] = _status("250 2.0.0 handed to the relay", "queued") \
-                if core.relay else _status("250 2.0.0 kept in jmapd's outbox", "unknown")
+            statuses[recipient] = delivery_status("250 2.0.0 handed to the relay", "queued") \
+                if core.relay else delivery_status("250 2.0.0 kept in jmapd's outbox", "unknown")
             continue
         try:
             deliver_message(core, trace_fields(core, mail_from, "local delivery") + raw,
                             recipient, mail_from=mail_from)
-            statuses[recipient] = _status(f"250 2.1.5 delivered to {user.name}'s Inbox", "yes")
+            statuses[recipient] = delivery_status(f"250 2.1.5 delivered to {user.name}'s Inbox", "yes")
         except ValueError as error:
-            statuses[recipient] = _status(f"550 5.2.0 {error}", "no")
+            statuses[recipient] = delivery_status(f"550 5.2.0 {error}", "no")
     if elsewhere:
         sent = OutboxMessage(mail_from, tuple(elsewhere), trace_fields(core, None, "outbox")
                              + raw, format_utc(core.clock.now()), *(origin or (None, None)))
         core.store.after_commit(functools.partial(post_to_outbox, core, sent))
     return statuses
-
-
-def _status(smtp_reply: str, delivered: str) -> dict:
-    return {"smtpReply": smtp_reply, "delivered": delivered, "displayed": "unknown"}
 
 
 def post_to_outbox(core: JmapCore, message: OutboxMessage) -> None:
@@ -5722,7 +5752,7 @@ def record_relay_result(core: JmapCore, message: OutboxMessage,
     with core.store.transaction():
         update_submission(core, message.account_id, message.submission_id, lambda s: {
             **s, "deliveryStatus": {**(s["deliveryStatus"] or {}), **{
-                rcpt: _status(reply, delivered) for rcpt, (delivered, reply) in replies.items()}}})
+                rcpt: delivery_status(reply, delivered) for rcpt, (delivered, reply) in replies.items()}}})
 
 
 # --- 10.2 Vacation responses (RFC 8621 §8, RFC 3834, RFC 5230) -----------------
@@ -5760,7 +5790,7 @@ def reply_address(headers: list[tuple[str, str]], mail_from: str | None) -> str 
     if mail_from is not None:
         return mail_from or None
     for name in ("return-path", "sender", "from"):
-        raws = [v for n, v in headers if n.lower() == name]
+        raws = field_values(headers, name)
         if raws:
             found = header_as_addresses(raws[0]) if name != "return-path" else [
                 {"email": raws[0].strip().strip("<>").strip()}]
@@ -5789,12 +5819,9 @@ def deserves_auto_reply(headers: list[tuple[str, str]], sender: str, user: User)
 def vacation_reply(core: JmapCore, user: User, settings: dict,
                    headers: list[tuple[str, str]], sender: str) -> bytes:
     """The auto-reply (RFC 3834 §3): Auto-Submitted, In-Reply-To and References set."""
-    def last(name: str) -> str | None:
-        values = [v for n, v in headers if n.lower() == name]
-        return values[-1] if values else None
     identity = core.store.get_objects(user.account_id, "Identity", [PRIMARY_IDENTITY_ID])
     name = identity.get(PRIMARY_IDENTITY_ID, {}).get("name") or user.full_name
-    subject = header_as_text(last("subject") or "")
+    subject = header_as_text(last_field(headers, "subject") or "")
     reply = email.message.EmailMessage(policy=COMPOSE_POLICY)
     fields = {"From": format_addresses([{"name": name, "email": user.email}]),
               "To": format_addresses([{"name": None, "email": sender}]),
@@ -5802,9 +5829,9 @@ def vacation_reply(core: JmapCore, user: User, settings: dict,
                                              or f"Auto: {subject or 'away'}"),
               "Date": email.utils.format_datetime(core.clock.now()),
               "Message-ID": f"<{core.new_id('v')}.{int(core.now())}@jmapd.local>"}
-    original = header_as_message_ids(last("message-id") or "") or []
+    original = header_as_message_ids(last_field(headers, "message-id") or "") or []
     if original:
-        earlier = header_as_message_ids(last("references") or "") or []
+        earlier = header_as_message_ids(last_field(headers, "references") or "") or []
         fields["In-Reply-To"] = f"<{original[0]}>"
         fields["References"] = " ".join(f"<{m}>" for m in earlier + original[:1])
     fields["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
@@ -5827,6 +5854,10 @@ REPORT_KINDS = {"message/disposition-notification": "mdnBlobIds",  # RFC 8098
 def file_report(core: JmapCore, user: User, raw: bytes, blob_id: str) -> None:
     """A delivered MDN or DSN about a message this user sent: keep its blob with the
     EmailSubmission and update that recipient's deliveryStatus."""
+    head, _ = split_header_block(raw, 0, len(raw))
+    media_type = parse_parameters(last_field(head, "content-type") or "")[0]
+    if media_type.strip().lower() != "multipart/report":
+        return  # most mail: its header says so, no second MIME parse of the message
     root = parse_mime(raw)
     if root.type != "multipart/report" or len(root.sub_parts) < 2:
         return
@@ -6801,7 +6832,7 @@ def _server_set_mdn_fields(context: SetContext, record: dict, headers: list) -> 
             raise SetError("forbiddenFrom", f"the Identity ({own}) may not be the final "
                            f"recipient {final!r}")
     message_ids = header_value(headers, "message-id", "asMessageIds", False)
-    original_recipient = [v for n, v in headers if n.lower() == "original-recipient"]
+    original_recipient = field_values(headers, "original-recipient")
     return {**record, "finalRecipient": final,
             "originalMessageId": f"<{message_ids[0]}>" if message_ids else None,
             "originalRecipient": unfold(original_recipient[-1]).strip()
@@ -8994,33 +9025,34 @@ class Faults:
 
     # -- the seam (section 5's Controls, section 14's dispatch) --
 
-    def _take(self, test: Callable[[FaultRule], bool]) -> list[FaultRule]:
+    def _take(self, test: Callable[[FaultRule], bool]) -> FaultRule | None:
         """The rule that fires now, oldest armed first, used once more (a spent one is
         dropped); one per call, so rules armed one after another fire one after another."""
         with self.lock:
             fired = next((rule for rule in self.rules if test(rule)), None)
             if fired is None:
-                return []
+                return None
             fired.fired += 1
             if fired.times is not None:
                 fired.times -= 1
             self.rules = [rule for rule in self.rules if rule.times != 0]
-        return [fired]
+        return fired
 
     def before_method(self, call: MethodCall, arguments: dict) -> dict:
         self._check_expired(call.name, arguments)
-        for rule in self._take(lambda r: bool(r.methods) and r.matches_call(call.name,
-                                                                          arguments)):
-            self.core.note_fault(f"{rule.fault} {call.name}")  # for the request log
-            if rule.fault == "latency":
-                time.sleep(rule.options["ms"] / 1000)
-            elif rule.fault == "has_more_changes":
-                given = arguments.get("maxChanges")
-                limit = rule.options["max_changes"]
-                arguments = {**arguments, "maxChanges": min(given, limit)
-                             if _is_int(given) and given > 0 else limit}
-            else:
-                raise MethodError(rule.options["error"], rule.options["description"])
+        rule = self._take(lambda r: bool(r.methods) and r.matches_call(call.name, arguments))
+        if rule is None:
+            return arguments
+        self.core.note_fault(f"{rule.fault} {call.name}")  # for the request log
+        if rule.fault == "latency":
+            time.sleep(rule.options["ms"] / 1000)
+        elif rule.fault == "has_more_changes":
+            given = arguments.get("maxChanges")
+            limit = rule.options["max_changes"]
+            arguments = {**arguments, "maxChanges": min(given, limit)
+                         if _is_int(given) and given > 0 else limit}
+        else:
+            raise MethodError(rule.options["error"], rule.options["description"])
         return arguments
 
     def _check_expired(self, name: str, arguments: dict) -> None:
@@ -9040,10 +9072,9 @@ class Faults:
                               f"state {state!r} is older than the server's change history")
 
     def before_http(self, method: str, path: str) -> TransportFault | None:
-        fired = self._take(lambda rule: rule.matches_path(path))
-        if not fired:
+        rule = self._take(lambda rule: rule.matches_path(path))
+        if rule is None:
             return None
-        rule = fired[0]
         if rule.fault == "drop_connection":
             return TransportFault(rule.fault, drops=True, after=rule.options["after"])
         return TransportFault(rule.fault, status=rule.options["status"],

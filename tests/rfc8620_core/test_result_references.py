@@ -336,6 +336,17 @@ def test_changes_created_ids_feed_mailbox_get(jmap):
     assert response["methodResponses"][1][1]["list"] == [{"id": "M22", "name": "Later"}]
 
 
+def changes_then_get_updated(jmap, state):
+    """Mailbox/changes, then Mailbox/get of its /updated ids with its /updatedProperties."""
+    return jmap.request([
+        ["Mailbox/changes", {"accountId": "alice", "sinceState": state}, "c"],
+        ["Mailbox/get", {"accountId": "alice",
+                         "#ids": ref("/updated", "c", "Mailbox/changes"),
+                         "#properties": ref("/updatedProperties", "c", "Mailbox/changes")},
+         "g"],
+    ])
+
+
 def test_changes_updated_properties_reference_selects_the_counts_in_get(core, jmap):
     """§3.7, RFC 8621 §2.2: after a counts-only change, "/updatedProperties" referenced
     into Mailbox/get "properties" fetches only the ids and the four counts."""
@@ -344,13 +355,7 @@ def test_changes_updated_properties_reference_selects_the_counts_in_get(core, jm
         inbox = core.store.get_objects("alice", "Mailbox", ["M1"])["M1"]
         core.store.update_object("alice", "Mailbox", "M1", inbox, core.now(),
                                  content_changed=False)
-    response = jmap.request([
-        ["Mailbox/changes", {"accountId": "alice", "sinceState": state}, "c"],
-        ["Mailbox/get", {"accountId": "alice",
-                         "#ids": ref("/updated", "c", "Mailbox/changes"),
-                         "#properties": ref("/updatedProperties", "c", "Mailbox/changes")},
-         "g"],
-    ])
+    response = changes_then_get_updated(jmap, state)
     (_, changes, _), (name, got, _) = response["methodResponses"]
     assert changes["updated"] == ["M1"]
     assert changes["updatedProperties"] == ["totalEmails", "unreadEmails", "totalThreads",
@@ -365,13 +370,7 @@ def test_a_null_updated_properties_reference_fetches_all_properties(jmap):
     "properties" means null, i.e. every property."""
     state = jmap.call("Mailbox/get", {"accountId": "alice", "ids": []})["state"]
     jmap.call("Mailbox/set", {"accountId": "alice", "update": {"M17": {"name": "Kin"}}})
-    response = jmap.request([
-        ["Mailbox/changes", {"accountId": "alice", "sinceState": state}, "c"],
-        ["Mailbox/get", {"accountId": "alice",
-                         "#ids": ref("/updated", "c", "Mailbox/changes"),
-                         "#properties": ref("/updatedProperties", "c", "Mailbox/changes")},
-         "g"],
-    ])
+    response = changes_then_get_updated(jmap, state)
     (_, changes, _), (_, got, _) = response["methodResponses"]
     assert changes["updated"] == ["M17"] and changes["updatedProperties"] is None
     assert [m["name"] for m in got["list"]] == ["Kin"]

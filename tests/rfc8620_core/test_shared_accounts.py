@@ -74,7 +74,7 @@ def test_a_shared_account_is_set_up_like_every_account(core, jmap):
     assert roles == {"inbox", "drafts", "sent", "archive", "junk", "trash"}
 
 
-def test_configured_quotas_reach_shared_accounts(demo_template):
+def test_configured_quotas_reach_shared_accounts():
     with jmapd.serve(seed="demo", limits={"mailQuotaCount": 5}) as server:
         quotas = server.core.call("alice", "Quota/get", {"accountId": "team"},
                                   [CORE, MAIL, jmapd.URN_QUOTA])["list"]

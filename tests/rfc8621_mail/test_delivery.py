@@ -295,3 +295,11 @@ def test_the_relay_asks_for_what_the_octets_need(rcpt, raw, options):
     """RFC 6531 §3.4 SMTPUTF8 for UTF-8 addresses or headers, RFC 6152 BODY=8BITMIME."""
     message = jmapd.OutboxMessage("alice@example.com", (rcpt,), raw, "2026-01-01T09:00:00Z")
     assert jmapd._mail_options(message) == options
+
+
+@pytest.mark.parametrize("mail_from", ["carol@example.org\r\nBcc: x@example.net",
+                                       "not an address", "<carol@example.org>"])
+def test_an_envelope_sender_that_is_no_address_is_refused(core, mail_from):
+    """It becomes Return-Path (RFC 5321 §4.4): a line break there would forge fields."""
+    with pytest.raises(ValueError, match="mail_from"):
+        jmapd.deliver_message(core, RAW, "bob", mail_from=mail_from)

@@ -6,6 +6,7 @@ import email.policy
 import pytest
 
 import jmapd
+from conftest import Jmap
 
 
 @pytest.fixture
@@ -266,8 +267,8 @@ def test_the_same_create_writes_the_same_octets(demo_template):
     blob_ids = []
     for _ in range(2):
         core = demo_template.clone(clock=jmapd.FixedClock(), ids=jmapd.SequentialIds())
-        jmap = jmapd_client = __import__("conftest").Jmap(core, "alice")
-        created, _ = create(jmapd_client, jmap.mailbox_ids()["Inbox"],
+        jmap = Jmap(core, "alice")
+        created, _ = create(jmap, jmap.mailbox_ids()["Inbox"],
                             htmlBody=[{"partId": "h"}], bodyValues={
                                 "t": {"value": "x"}, "h": {"value": "<b>x</b>"}},
                             textBody=[{"partId": "t"}])

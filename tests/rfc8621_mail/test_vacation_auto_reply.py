@@ -147,3 +147,12 @@ def test_8_a_local_sender_gets_the_reply_in_their_inbox_and_no_loop_follows(core
     assert [(e["subject"], e["header:Auto-Submitted:asText"]) for e in got["list"]] == [
         ("Away", "auto-replied")]
     assert core.outbox == []  # bob's own vacation did not answer the auto-reply
+
+
+def test_8_a_line_break_in_the_subject_cannot_forge_header_fields(core, jmap):
+    """The subject is the user's text: written as RFC 2047 words, never as raw lines."""
+    set_vacation(jmap, subject="Away\r\nBcc: spy@example.net")
+    jmapd.deliver_message(core, message(), "alice")
+    sent = replies(core)[0].message
+    assert sent["Bcc"] is None
+    assert str(sent["Subject"]) == "Away\r\nBcc: spy@example.net"
