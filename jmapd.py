@@ -566,6 +566,11 @@ def format_utc(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def utc_date(seconds: float) -> str:
+    """POSIX seconds as a UTCDate string."""
+    return format_utc(datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc))
+
+
 def _duration(seconds: float, minutes: float, hours: float, days: float) -> datetime.timedelta:
     return datetime.timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days)
 
@@ -3910,8 +3915,7 @@ def _received_at_of(parsed: ParsedEmail) -> str | None:
     if received and ";" in received:
         date = header_as_date(received.rsplit(";", 1)[1])
         try:
-            return format_utc(datetime.datetime.fromtimestamp(_utc_seconds(date),
-                                                              datetime.timezone.utc)) if date else None
+            return utc_date(_utc_seconds(date)) if date else None
         except (ValueError, OverflowError, OSError):
             return None
     return None
@@ -5424,8 +5428,7 @@ class EmailSubmission(DataType):
             store.put_blob(message), message_id, envelope["mailFrom"]["email"], recipients,
             send_at)}
         return {**record, "threadId": email["threadId"], "envelope": envelope,
-                "sendAt": format_utc(datetime.datetime.fromtimestamp(send_at,
-                                                                     datetime.timezone.utc)),
+                "sendAt": utc_date(send_at),
                 "undoStatus": "pending" if send_at > context.now else "final",
                 "deliveryStatus": {r: delivery_status("250 2.0.0 queued", "queued")
                                    for r in recipients},
@@ -6045,8 +6048,7 @@ def narrow_expires(record: dict, now: float) -> str | None:
     if given is not None and _utc_seconds(given) <= now:
         return "expires: must be in the future"
     if given is None or _utc_seconds(given) > latest:
-        record["expires"] = format_utc(datetime.datetime.fromtimestamp(
-            latest, datetime.timezone.utc))
+        record["expires"] = utc_date(latest)
     return None
 
 
